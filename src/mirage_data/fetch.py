@@ -1,0 +1,357 @@
+"""Fetching selected collection files and installing them, several at a time.
+
+For each file: read it from its source (an HTTP(S) server, through `transfer`, or a local or
+network-share mirror), verify it (length, gzip integrity, sha256 where the catalog knows it),
+install it (`install`), and record it in the inventory. Files run in parallel (``jobs``),
+largest first, so that the long transfers start early. A file that fails does not stop the
+others; the report lists what failed and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from .catalog import CatalogEntry
+from .install import (
+    CorruptDownload,
+    GunzipReader,
+    StagedInstall,
+    UnsafeArchive,
+    extract_archive,
+)
+from .inventory import Inventory, Record, sha256_of
+from .progress import QuietProgress
+from .state import archives_dir, partial_path
+from .transfer import (
+    Cancelled,
+    HttpDownload,
+    LocalReader,
+    PartialFile,
+    StreamReader,
+    StreamRestarted,
+    TransferError,
+    TransferOptions,
+)
+
+
+@dataclass
+class FileResult:
+    """How one file went: ``ok``, or ``error`` with a message; bytes read from the source."""
+
+    entry: CatalogEntry
+    ok: bool
+    error: str = ""
+    bytes_fetched: int = 0
+
+
+@dataclass
+class FetchReport:
+    """The outcome of a run."""
+
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def bytes_fetched(self) -> int:
+        return sum(r.bytes_fetched for r in self.results)
+
+
+def local_mirror_path(base: str) -> Path | None:
+    """The folder of a local mirror (a path or a ``file://`` URL), or None for HTTP(S).
+
+    >>> local_mirror_path("file:///data/mirage"), local_mirror_path("https://x.org/m/")
+    (PosixPath('/data/mirage'), None)
+    """
+    parsed = urlparse(base)
+    if parsed.scheme in ("http", "https"):
+        return None
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ValueError(f"unsupported mirror {base!r}: give an http(s):// URL, a file:// URL or a folder")
+    return Path(base).expanduser()
+
+
+class Fetcher:
+    """Fetch, verify and install collection files into one ``MIRAGE_DATA`` folder.
+
+    Parameters
+    ----------
+    mirage_data : Path
+        The ``MIRAGE_DATA`` folder (created if needed).
+    base : str
+        Where the collection is served: an ``http(s)://`` base URL, a ``file://`` URL or a folder.
+    inventory : Inventory
+        Records installed files.
+    options : TransferOptions
+    progress : QuietProgress
+    link : bool
+        From a local mirror, link to files that need no unpacking (a ``.fits`` beside a
+        ``.fits.gz``) instead of copying them.
+    keep_archives : bool
+        Keep the fetched ``.gz`` and ``.tar.gz`` files below ``.mirage-data/archives`` (laid
+        out like the collection, so the folder can serve as a mirror).
+    catalog_version : str
+        Recorded with each file in the inventory.
+    """
+
+    def __init__(
+        self,
+        mirage_data: Path,
+        base: str,
+        inventory: Inventory,
+        options: TransferOptions | None = None,
+        progress: QuietProgress | None = None,
+        *,
+        link: bool = False,
+        keep_archives: bool = False,
+        catalog_version: str = "",
+    ) -> None:
+        self.mirage_data = Path(mirage_data)
+        self.base = base
+        self.local = local_mirror_path(base)
+        self.inventory = inventory
+        self.options = options or TransferOptions()
+        self.progress = progress or QuietProgress()
+        self.link = link
+        self.keep_archives = keep_archives
+        self.catalog_version = catalog_version
+        self.cancel = threading.Event()
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, entries: list[CatalogEntry]) -> FetchReport:
+        """Fetch *entries* (largest first, ``jobs`` at a time). Ctrl-C stops promptly, leaving
+        partial downloads resumable, and raises KeyboardInterrupt."""
+        report = FetchReport()
+        order = sorted(entries, key=lambda e: e.expected_size, reverse=True)
+        self.progress.start(len(order), sum(e.expected_size for e in order))
+        t0 = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="mirage-data")
+        futures: dict[Future, CatalogEntry] = {}
+        try:
+            for entry in order:
+                futures[pool.submit(self._fetch_one, entry)] = entry
+            pending = set(futures)
+            while pending:
+                # A short timeout keeps the main thread responsive to Ctrl-C.
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    report.results.append(fut.result())
+        except KeyboardInterrupt:
+            self.cancel.set()
+            report.cancelled = True
+            for fut in futures:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + 5
+            for fut in futures:
+                if not fut.cancelled():
+                    try:
+                        fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                    except Exception:  # noqa: BLE001 - best effort on the way out
+                        pass
+            self.progress.stop()
+            raise
+        pool.shutdown(wait=True)
+        report.seconds = time.monotonic() - t0
+        self.progress.stop()
+        return report
+
+    def _fetch_one(self, entry: CatalogEntry) -> FileResult:
+        key = entry.relative_path
+        self.progress.file_started(key, entry.name, entry.size or entry.approx_size or None)
+        result = FileResult(entry, ok=False)
+        corrupt_before = False
+        try:
+            while True:
+                try:
+                    result.bytes_fetched += self._fetch_and_install(entry)
+                    result.ok = True
+                    break
+                except CorruptDownload as exc:
+                    # Fetch once more from scratch; damaged twice means the source is bad.
+                    self._partial(entry).discard()
+                    if corrupt_before:
+                        raise TransferError(f"{exc} (twice; the source file may be damaged)", permanent=True) from None
+                    corrupt_before = True
+                    self.progress.message(f"{entry.name}: {exc}; fetching it again")
+        except Cancelled:
+            result.error = "interrupted"
+        except UnsafeArchive as exc:
+            self._partial(entry).discard()
+            result.error = f"unsafe archive refused, nothing installed: {exc}"
+        except TransferError as exc:
+            result.error = str(exc)
+        except OSError as exc:
+            result.error = f"{exc.strerror or exc} ({exc.filename or ''})"
+        self.progress.file_finished(key, result.ok, result.error)
+        return result
+
+    # ------------------------------------------------------------------ one file
+
+    def _partial(self, entry: CatalogEntry) -> PartialFile:
+        return PartialFile(partial_path(self.mirage_data, entry.relative_path))
+
+    def _fetch_and_install(self, entry: CatalogEntry) -> int:
+        """Fetch and install one file; returns bytes read from the source."""
+        if self.local is not None:
+            return self._from_local(entry)
+        return self._from_http(entry)
+
+    def _from_http(self, entry: CatalogEntry) -> int:
+        url = entry.url(self.base)
+        partial = self._partial(entry)
+        partial.load(url)
+        key = entry.relative_path
+        download = HttpDownload(
+            url,
+            partial,
+            self.options,
+            self.cancel,
+            on_bytes=lambda n: self.progress.advance(key, n),
+            on_info=lambda size, already: self.progress.file_resized(key, size, already),
+        )
+
+        def run() -> None:
+            try:
+                download.run()
+            except BaseException as exc:  # noqa: BLE001 - the reader re-raises it
+                partial.fail(exc)
+
+        thread = threading.Thread(target=run, name=f"fetch {entry.name}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                # A download that starts over (file changed, no Range support) restarts the
+                # install from byte 0 as well.
+                try:
+                    hasher = hashlib.sha256()
+                    reader = StreamReader(partial, self.cancel, hasher)
+                    staging = self._install(entry, reader)
+                    break
+                except StreamRestarted:
+                    continue
+            thread.join()
+            if partial.failed is not None:
+                raise partial.failed
+            self._check_source(entry, reader.position, partial.size, hasher.hexdigest())
+            self._commit(entry, staging, url, reader.position, hasher.hexdigest(), partial.path)
+            partial.discard()
+            return download.bytes_received
+        except BaseException:
+            if partial.failed is None:
+                partial.fail(Cancelled())
+            thread.join(timeout=10)
+            partial.close()
+            if not self.cancel.is_set() and isinstance(partial.failed, TransferError) and partial.failed.permanent:
+                partial.discard()
+            raise
+        finally:
+            partial.close()
+
+    def _from_local(self, entry: CatalogEntry) -> int:
+        source = self.local / entry.relative_path  # type: ignore[operator]
+        if not source.is_file():
+            raise TransferError(f"{source} is not in the mirror folder {self.local}", permanent=True)
+        key = entry.relative_path
+        size = source.stat().st_size
+        self.progress.file_resized(key, size, 0)
+        unpacked = source.with_name(source.name[: -len(".gz")]) if source.name.endswith(".fits.gz") else None
+        if self.link and unpacked is not None and unpacked.is_file():
+            # A decompressed copy beside the .gz on the share: link to it, nothing is copied.
+            staging = StagedInstall(self.mirage_data, entry.relative_path)
+            n = unpacked.stat().st_size
+            staging.add_link(unpacked.resolve(), entry.install_path, n, sha256_of(unpacked))
+            self.progress.advance(key, size)
+            digest = entry.sha256 or ""
+            self._commit(entry, staging, str(unpacked), size, digest, None)
+            return 0
+        hasher = hashlib.sha256()
+        reader = LocalReader(source, self.cancel, hasher, on_bytes=lambda n: self.progress.advance(key, n))
+        try:
+            staging = self._install(entry, reader)
+        finally:
+            reader.close()
+        self._check_source(entry, reader.position, size, hasher.hexdigest())
+        self._commit(entry, staging, str(source), reader.position, hasher.hexdigest(), source)
+        return reader.position
+
+    def _install(self, entry: CatalogEntry, reader) -> StagedInstall:
+        """Read the whole source through *reader* into a staging area (not yet in the layout)."""
+        staging = StagedInstall(self.mirage_data, entry.relative_path)
+        try:
+            if entry.is_archive:
+                extract_archive(reader, staging, entry.install_path)
+            elif entry.relative_path.endswith(".gz"):
+                staging.add_stream(GunzipReader(reader), entry.install_path)
+            else:
+                staging.add_stream(reader, entry.install_path)
+        except BaseException:
+            staging.discard()
+            raise
+        return staging
+
+    @staticmethod
+    def _check_source(entry: CatalogEntry, n_bytes: int, size: int | None, digest: str) -> None:
+        if size is not None and n_bytes != size:
+            raise CorruptDownload(f"read {n_bytes} bytes of {size}")
+        if entry.size is not None and n_bytes != entry.size:
+            raise CorruptDownload(f"{n_bytes} bytes where the catalog says {entry.size}")
+        if entry.sha256 and digest != entry.sha256:
+            raise CorruptDownload(f"sha256 {digest[:12]}… where the catalog says {entry.sha256[:12]}…")
+
+    def _commit(
+        self,
+        entry: CatalogEntry,
+        staging: StagedInstall,
+        source: str,
+        size: int,
+        digest: str,
+        fetched_copy: Path | None,
+    ) -> None:
+        """Move the staged files into the layout, keep the archive if asked, record it."""
+        if self.cancel.is_set():
+            staging.discard()
+            raise Cancelled()
+        old = self.inventory.get(entry.relative_path)
+        files = staging.commit()
+        if old is not None:
+            # Files an earlier version of this archive installed that this one no longer has.
+            new_paths = {f.path for f in files}
+            for f in old.files:
+                if f.path not in new_paths:
+                    try:
+                        (self.mirage_data / f.path).unlink()
+                    except FileNotFoundError:
+                        pass
+        if self.keep_archives and fetched_copy is not None:
+            kept = archives_dir(self.mirage_data) / entry.relative_path
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if self.local is None:
+                os.replace(fetched_copy, kept)
+            else:
+                shutil.copyfile(fetched_copy, kept)
+        self.inventory.add(
+            Record(
+                relative_path=entry.relative_path,
+                source=source,
+                source_size=size,
+                source_sha256=digest,
+                files=files,
+                catalog_version=self.catalog_version,
+            )
+        )

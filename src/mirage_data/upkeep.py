@@ -1,0 +1,157 @@
+"""Looking after an installed tree: status, verify, repair.
+
+Examples
+--------
+>>> report = installed_status(Path("mirage_data"))          # doctest: +SKIP
+>>> problems = verify_install(Path("mirage_data"))           # doctest: +SKIP
+>>> repair_install(Path("mirage_data"), mirror="/shared/mirage_reference_files")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalog import GROUP_TITLES, GROUPS, INSTRUMENTS, Catalog, CatalogError, load_catalog
+from .inventory import INSTALLED, MISSING, MODIFIED, Inventory
+from .progress import QuietProgress
+from .state import state_dir
+
+SOURCE_RECORD = "source.json"
+CATALOG_COPY = "catalog.tsv"
+
+
+class NotAnInstall(FileNotFoundError):
+    """A folder that holds no Mirage reference files installed by mirage-data."""
+
+
+def find_mirage_data(path: str | os.PathLike | None = None) -> Path:
+    """The ``MIRAGE_DATA`` folder meant by *path*: the folder itself, or a download path that
+    holds ``mirage_data``. Default: ``$MIRAGE_DATA``, else the current folder."""
+    if path is None:
+        path = os.environ.get("MIRAGE_DATA") or "."
+    p = Path(path).expanduser().absolute()
+    if state_dir(p).is_dir():
+        return p
+    if state_dir(p / "mirage_data").is_dir():
+        return p / "mirage_data"
+    raise NotAnInstall(
+        f"{p} holds no reference files installed by mirage-data (no .mirage-data folder in it or in "
+        f"{p / 'mirage_data'}); give the MIRAGE_DATA folder or the folder that holds it"
+    )
+
+
+def remember_source(mirage_data: Path, base: str, catalog: Catalog) -> None:
+    """Keep the catalog and source of a download, for later status and repair."""
+    folder = state_dir(mirage_data)
+    folder.mkdir(parents=True, exist_ok=True)
+    catalog.write(folder / CATALOG_COPY)
+    tmp = folder / (SOURCE_RECORD + ".tmp")
+    tmp.write_text(json.dumps({"base": base}))
+    os.replace(tmp, folder / SOURCE_RECORD)
+
+
+def remembered_catalog(mirage_data: Path) -> Catalog:
+    """The catalog of the last download into *mirage_data* (else the packaged one)."""
+    path = state_dir(mirage_data) / CATALOG_COPY
+    if path.exists():
+        try:
+            return load_catalog(path)
+        except CatalogError:
+            pass
+    return load_catalog()
+
+
+def remembered_base(mirage_data: Path) -> str | None:
+    try:
+        return json.loads((state_dir(mirage_data) / SOURCE_RECORD).read_text())["base"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class GroupStatus:
+    instrument: str
+    title: str
+    total: int
+    installed: int
+    modified: list[str]
+
+    @property
+    def missing(self) -> int:
+        return self.total - self.installed - len(self.modified)
+
+
+def installed_status(mirage_data: Path, catalog: Catalog | None = None) -> list[GroupStatus]:
+    """Per instrument and group: how many of the collection's files are installed, modified
+    (installed, since changed or deleted) or missing. A quick check (sizes, not hashes)."""
+    catalog = catalog or remembered_catalog(mirage_data)
+    inventory = Inventory.load(mirage_data)
+    rows = []
+    for inst in INSTRUMENTS:
+        for group in GROUPS:
+            for kind in ("raw", "linearized") if group == "darks" else (None,):
+                entries = [
+                    e for e in catalog if e.instrument == inst and e.group == group and (kind is None or e.dark_kind == kind)
+                ]
+                if not entries:
+                    continue
+                states = {e.relative_path: inventory.status(e.relative_path) for e in entries}
+                rows.append(
+                    GroupStatus(
+                        inst,
+                        f"{kind} darks" if kind else GROUP_TITLES[group],
+                        len(entries),
+                        sum(s == INSTALLED for s in states.values()),
+                        [rp for rp, s in states.items() if s == MODIFIED],
+                    )
+                )
+    return rows
+
+
+def verify_install(
+    mirage_data: Path, *, workers: int = 4, progress: QuietProgress | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """Re-hash every installed file against the inventory.
+
+    Returns
+    -------
+    dict
+        For each collection file with a problem: ``[(installed path, problem), ...]``.
+    """
+    inventory = Inventory.load(mirage_data)
+    progress = progress or QuietProgress()
+    total = sum(f.size for r in inventory.records.values() for f in r.files)
+    progress.start(len(inventory.records), total)
+    progress.file_started("verify", "verifying", total)
+    try:
+        return inventory.verify(
+            list(inventory.records), workers=workers, on_bytes=lambda n: progress.advance("verify", n)
+        )
+    finally:
+        progress.file_finished("verify", True)
+        progress.stop()
+
+
+def files_to_repair(mirage_data: Path, deep: bool = True, **verify_options) -> list[str]:
+    """Relative paths (catalog) of installed files that are damaged or missing."""
+    if deep:
+        return sorted(verify_install(mirage_data, **verify_options))
+    inventory = Inventory.load(mirage_data)
+    return sorted(rp for rp in inventory.records if inventory.status(rp) != INSTALLED)
+
+
+__all__ = [
+    "GroupStatus",
+    "NotAnInstall",
+    "find_mirage_data",
+    "installed_status",
+    "verify_install",
+    "files_to_repair",
+    "remember_source",
+    "remembered_base",
+    "remembered_catalog",
+    "MISSING",
+]

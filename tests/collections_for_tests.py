@@ -1,0 +1,60 @@
+"""Small collections made on the spot, for tests of the transfer engine and installer.
+
+Files sit at real catalog paths; their bytes are generated here (gzip streams, tarballs), so a
+test can say exactly what each file holds and break it at will.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from mirage_data.catalog import Catalog, load_catalog
+
+REAL = load_catalog()
+FGS_RAW = [e.relative_path for e in REAL if e.instrument == "fgs" and e.dark_kind == "raw"]
+FGS_CR = "fgs/cosmic_ray_library/mirage_fgs_cr_library.tar.gz"
+
+
+def dark_bytes(n_bytes: int, seed: int = 0) -> bytes:
+    """Uncompressed content of a 'dark': low-entropy integers, like a real dark compresses."""
+    rng = np.random.default_rng(seed)
+    values = (12000 + rng.normal(0, 6, n_bytes // 2)).astype(">u2")
+    return values.tobytes()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
+def tarball(members: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None) -> bytes:
+    """A .tar.gz with regular files *members* (name -> bytes) and optional raw TarInfo entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    return buf.getvalue()
+
+
+def make_collection(root: Path, files: dict[str, bytes], *, checksums: bool = True) -> Catalog:
+    """Write *files* (catalog relative path -> bytes) below *root*; return their catalog
+    (with exact sizes and sha256 when *checksums*)."""
+    sums = {}
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        sums[rel] = (len(data), hashlib.sha256(data).hexdigest())
+    catalog = REAL.subset(files)
+    if checksums:
+        catalog = catalog.with_checksums(sums)
+    return catalog
