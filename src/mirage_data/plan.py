@@ -102,7 +102,7 @@ class Plan:
             raise NotEnoughSpace(
                 f"the selection needs about {format_size(self.space_needed)} but {self.download_path} "
                 f"has {format_size(self.free_bytes)} free; free some space, choose a smaller selection "
-                "(single_dark, skip_darks, fewer instruments), or use force to try anyway"
+                "(single_dark, skip_darks, fewer instruments), or use force=True (--force) to try anyway"
             )
 
     def summary_rows(self) -> list[tuple[str, str, int, int, int]]:

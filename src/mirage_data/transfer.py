@@ -32,7 +32,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 CHUNK = 1 << 20  # bytes per socket read and per write; large enough to keep Python overhead low
-_RECORD_INTERVAL = 1.0  # seconds between updates of a partial file's range record
+_RECORD_INTERVAL = 0.25  # seconds between updates of a partial file's range record
 
 
 class TransferError(Exception):
@@ -169,6 +169,7 @@ class PartialFile:
         self.record_path = path.with_name(path.name + ".json")
         self._cond = threading.Condition()
         self._fd: int | None = None
+        self._rfd: int | None = None
         self._last_save = 0.0
         self.url = ""
         self.size: int | None = None
@@ -216,16 +217,18 @@ class PartialFile:
     def open(self, *, restart: bool) -> None:
         """Open for writing; *restart* discards bytes and ranges from earlier attempts."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if restart:
+            # Tell readers before the bytes go, so a reader never takes a cut file for the end.
+            with self._cond:
+                self.done = []
+                self.generation += 1
+                self._cond.notify_all()
         if self._fd is not None:
             os.close(self._fd)
         flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if restart else 0)
         self._fd = os.open(self.path, flags, 0o644)
         with self._cond:
-            if restart:
-                self.done = []
-                self.generation += 1
             self._save()
-            self._cond.notify_all()
 
     def restart(self) -> None:
         self.open(restart=True)
@@ -277,13 +280,18 @@ class PartialFile:
                 self._cond.wait(0.5)
 
     def read(self, offset: int, n: int) -> bytes:
-        assert self._fd is not None
-        return os.pread(self._fd, n, offset)
+        # Readers have a descriptor of their own: they may start on recorded bytes before the
+        # downloader has opened the file for writing.
+        if self._rfd is None:
+            self._rfd = os.open(self.path, os.O_RDONLY)
+        return os.pread(self._rfd, n, offset)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for name in ("_fd", "_rfd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def discard(self) -> None:
         """Remove the partial file and its record."""
@@ -324,7 +332,12 @@ class StreamReader:
             self._available = self.partial.wait_for(self.position, self.cancel, self.generation)
             if self._available <= self.position:
                 return b""
-        data = self.partial.read(self.position, min(n, self._available - self.position))
+        want = min(n, self._available - self.position)
+        data = self.partial.read(self.position, want)
+        if len(data) < want:
+            if self.partial.generation != self.generation:
+                raise StreamRestarted()
+            raise OSError(f"{self.partial.path} is shorter than its record says")
         self.position += len(data)
         if self.hasher is not None:
             self.hasher.update(data)
