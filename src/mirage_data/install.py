@@ -158,7 +158,7 @@ class StagedInstall:
 # --------------------------------------------------------------------------- archives
 
 
-def member_destination(name: str, default_folder: str) -> str:
+def member_destination(name: str, default_folder: str, folder: bool = False) -> str:
     """Where a tarball member installs, relative to MIRAGE_DATA, or raise `UnsafeArchive`.
 
     Members carry paths beginning ``mirage_data/`` (the collection's convention); others go
@@ -178,7 +178,7 @@ def member_destination(name: str, default_folder: str) -> str:
         parts = parts[1:]
     else:
         parts = list(PurePosixPath(default_folder).parts) + parts
-    if not parts or parts[0] == STATE_DIR:
+    if (not parts and not folder) or (parts and parts[0] == STATE_DIR):
         raise UnsafeArchive(f"member {name!r} has no place in the layout")
     return "/".join(parts)
 
@@ -194,9 +194,11 @@ def extract_archive(reader, staging: StagedInstall, default_folder: str) -> list
     try:
         with tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
-                dest = member_destination(member.name, default_folder)
                 if member.isdir():
+                    # Folders are made as files need them; an unsafe name is still refused.
+                    member_destination(member.name.rstrip("/") + "/.", default_folder, folder=True)
                     continue
+                dest = member_destination(member.name, default_folder)
                 if member.issym() or member.islnk():
                     raise UnsafeArchive(
                         f"member {member.name!r} is a link (to {member.linkname!r}); archives may hold only files and folders"
