@@ -40,6 +40,7 @@ import json
 import os
 import queue
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -380,7 +381,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, _Stopping)) or self.owner._stopping.is_set():
+        if isinstance(exc, (ConnectionError, ssl.SSLError, _Stopping)) or self.owner._stopping.is_set():
             return
         super().handle_error(request, client_address)
 
@@ -398,6 +399,10 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         # A blocking socket: os.sendfile needs it (a socket timeout would make it non-blocking).
         self.request.settimeout(None)
+        context = self.server.owner.ssl_context
+        if context is not None:
+            # The TLS handshake runs here, on the connection's own thread.
+            self.request = context.wrap_socket(self.request, server_side=True)
         super().setup()
 
     def handle(self) -> None:
@@ -552,7 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._count(relpath, done - n)
 
     def _send_some(self, f: BinaryIO, offset: int, n: int) -> int:
-        if _use_sendfile:
+        if _use_sendfile and not isinstance(self.request, ssl.SSLSocket):  # TLS: no sendfile
             try:
                 return os.sendfile(self.request.fileno(), f.fileno(), offset, n)
             except OSError as exc:
@@ -666,6 +671,8 @@ class CollectionServer:
         sent: every GET is a full 200, like a server without range support.
     log_requests : bool, optional
         Log each request to stderr (the ``http.server`` format). Off by default.
+    ssl_context : ssl.SSLContext, optional
+        Serve HTTPS with this server-side context (``url`` then starts ``https://``).
 
     Attributes
     ----------
@@ -695,8 +702,10 @@ class CollectionServer:
         first_byte_latency: float = 0.0,
         accept_ranges: bool = True,
         log_requests: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        self.ssl_context = ssl_context
         if not self.root.is_dir():
             raise NotADirectoryError(f"not a folder: {root}")
         self.host = host
@@ -771,7 +780,8 @@ class CollectionServer:
         """Base URL with a trailing slash, e.g. ``"http://127.0.0.1:40123/"``."""
         if self.port == 0:
             raise RuntimeError("the server has not been started, its port is not known yet")
-        return f"http://{self.host}:{self.port}/"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
 
     def url_for(self, relpath: str | os.PathLike[str]) -> str:
         """URL of the file at ``relpath`` (relative to ``root``), percent-encoded.

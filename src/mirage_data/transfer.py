@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -387,8 +388,13 @@ def _session(options: TransferOptions) -> requests.Session:
         # Byte ranges must address the stored bytes, never a re-encoded body.
         s.headers.update({"Accept-Encoding": "identity", "User-Agent": "mirage-data"})
         _local.session = s
-    s.verify = options.verify_tls
     return s
+
+
+def _verify(options: TransferOptions) -> dict:
+    """The ``verify`` argument of a request. Only an explicit CA bundle or False is passed:
+    requests lets REQUESTS_CA_BUNDLE override a session's setting, but not a request's."""
+    return {} if options.verify_tls is True else {"verify": options.verify_tls}
 
 
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -474,6 +480,13 @@ class HttpDownload:
                     raise
                 delay = getattr(exc, "retry_after", None)
                 err: Exception = exc
+            except requests.exceptions.SSLError as exc:
+                # A certificate that fails today fails on every retry too.
+                raise TransferError(
+                    f"TLS certificate verification failed for {self.url} ({_describe(exc)}); if your site "
+                    "uses its own certificate authority, point REQUESTS_CA_BUNDLE at its CA bundle",
+                    permanent=True,
+                ) from None
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 # Raw body reads raise urllib3's errors (reset, timeout, short body) unwrapped.
                 delay, err = None, exc
@@ -496,7 +509,7 @@ class HttpDownload:
 
         def head() -> None:
             s = _session(self.options)
-            r = s.head(self.url, allow_redirects=True, timeout=self._timeout())
+            r = s.head(self.url, allow_redirects=True, timeout=self._timeout(), **_verify(self.options))
             if r.status_code in (405, 501):  # HEAD not allowed: learn nothing, stream with GET
                 info.append(RemoteInfo(None, False, None, None))
                 return
@@ -526,7 +539,7 @@ class HttpDownload:
             validator = self.partial.etag or self.partial.last_modified
             if validator and not (self.partial.etag or "").startswith("W/"):
                 headers["If-Range"] = validator
-        with s.get(self.url, headers=headers, stream=True, timeout=self._timeout()) as r:
+        with s.get(self.url, headers=headers, stream=True, timeout=self._timeout(), **_verify(self.options)) as r:
             _check_status(r, self.url)
             if ranged and r.status_code == 200:
                 raise _RestartNeeded()
@@ -654,6 +667,8 @@ def _describe(exc: BaseException) -> str:
             return "timed out (no data from the server)"
         if isinstance(e, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e.verify_message or "certificate verify failed"
     text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
 
