@@ -130,6 +130,8 @@ class Fetcher:
         self.keep_archives = keep_archives
         self.catalog_version = catalog_version
         self.cancel = threading.Event()
+        self._file_stops: set[threading.Event] = set()  # one per running download
+        self._file_stops_lock = threading.Lock()
 
     # ------------------------------------------------------------------ run
 
@@ -153,6 +155,9 @@ class Fetcher:
                     report.results.append(fut.result())
         except KeyboardInterrupt:
             self.cancel.set()
+            with self._file_stops_lock:
+                for stop in self._file_stops:
+                    stop.set()
             report.cancelled = True
             for fut in futures:
                 fut.cancel()
@@ -198,6 +203,8 @@ class Fetcher:
             result.error = str(exc)
         except OSError as exc:
             result.error = f"{exc.strerror or exc} ({exc.filename or ''})"
+        except Exception as exc:  # noqa: BLE001 - one file's surprise must not end the run
+            result.error = f"unexpected error: {exc!r}"
         self.progress.file_finished(key, result.ok, result.error)
         return result
 
@@ -217,11 +224,17 @@ class Fetcher:
         partial = self._partial(entry)
         partial.load(url)
         key = entry.relative_path
+        # Stops this file's connections: on Ctrl-C, or when installing it failed.
+        stop = threading.Event()
+        with self._file_stops_lock:
+            self._file_stops.add(stop)
+        if self.cancel.is_set():
+            stop.set()
         download = HttpDownload(
             url,
             partial,
             self.options,
-            self.cancel,
+            stop,
             on_bytes=lambda n: self.progress.advance(key, n),
             on_info=lambda size, already: self.progress.file_resized(key, size, already),
         )
@@ -253,6 +266,7 @@ class Fetcher:
             partial.discard()
             return download.bytes_received
         except BaseException:
+            stop.set()
             if partial.failed is None:
                 partial.fail(Cancelled())
             thread.join(timeout=10)
@@ -261,6 +275,8 @@ class Fetcher:
                 partial.discard()
             raise
         finally:
+            with self._file_stops_lock:
+                self._file_stops.discard(stop)
             partial.close()
 
     def _from_local(self, entry: CatalogEntry) -> int:
