@@ -67,6 +67,22 @@ def psf_library_folder(mirage_data: Path, instrument: str) -> Path:
     return Path(mirage_data) / instrument / "gridded_psf_library"
 
 
+def psf_detector_name(instrument: str, detector: str) -> str:
+    """The detector as gridded PSF library file names spell it (``nrca1``, ``nrcb5``, ``nis``,
+    ``guider1``).
+
+    >>> psf_detector_name("nircam", "B5"), psf_detector_name("niriss", "NIS")
+    ('nrcb5', 'nis')
+    """
+    return f"nrc{detector.lower()}" if instrument == "nircam" else detector.lower()
+
+
+def find_psf_libraries(mirage_data: Path, instrument: str, detector: str) -> list[Path]:
+    """Gridded PSF library files for a detector (by Mirage's file naming), sorted."""
+    pattern = f"{instrument}_{psf_detector_name(instrument, detector)}_*.fits"
+    return sorted(psf_library_folder(mirage_data, instrument).glob(pattern))
+
+
 def cosmic_ray_folder(mirage_data: Path, instrument: str) -> Path:
     """Folder of an instrument's cosmic-ray libraries."""
     return Path(mirage_data) / instrument / "cosmic_ray_library"
