@@ -83,7 +83,7 @@ class TransferOptions:
 
     jobs: int = 4
     connections: int = 4
-    segment_size: int = 32 << 20
+    segment_size: int = 8 << 20
     connect_timeout: float = 15.0
     read_timeout: float = 60.0
     retries: int = 6
