@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -210,3 +209,9 @@ def test_demo(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mirage_data", "env", str(tmp_path / "demo")], capture_output=True, text=True)
     assert out.returncode == 0 and 'export MIRAGE_DATA="' in out.stdout
     assert os.environ.get("MIRAGE_DATA") != str(mirage_data)
+    located = subprocess.run([sys.executable, "-m", "mirage_data", "locate", "NRCBLONG", "--mirage-data", str(mirage_data)],
+                             capture_output=True, text=True)
+    assert located.returncode == 0, located.stderr
+    assert "linearized darks: 1" in located.stdout and "nircam/darks/linearized/B5/" in located.stdout
+    assert "gridded PSF libraries: 1" in located.stdout and "_nrcb5_" in located.stdout
+    assert "CRs_MCD1.7_SUNMIN_00_IPC_NIRCam_B5.fits" in located.stdout

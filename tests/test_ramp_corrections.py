@@ -1,0 +1,381 @@
+"""Unit tests of mirage_data.ramp_corrections (the algorithms, on arrays).
+
+Small arrays where the algorithm allows (saturation, linearity, medians, clipping), compared
+with straightforward re-implementations or with stcal's own functions (stcal comes with jwst,
+a test dependency); full frames where the pipeline's layout needs them (reference pixels).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from mirage_data import ramp_corrections as rc
+
+DNU, SAT, AD = rc.DQ["DO_NOT_USE"], rc.DQ["SATURATED"], rc.DQ["AD_FLOOR"]
+_HAVE_STCAL = importlib.util.find_spec("stcal") is not None
+if not _HAVE_STCAL and os.environ.get("CI"):
+    raise ImportError("stcal (installed with the jwst test extra) is needed for these tests")
+needs_stcal = pytest.mark.skipif(not _HAVE_STCAL, reason="stcal comes with jwst (test extra)")
+
+
+# ---------------------------------------------------------------------------------------------
+# DQ
+
+
+def test_dq_definitions_map_by_name_and_drop_unknown_bits():
+    dq = np.array([[1, 2, 4, 8, 16, 3]], np.uint32)
+    dq_def = np.array(
+        [(1, "DO_NOT_USE"), (2, "DEAD"), (4, "HOT"), (8, "NOT_A_FLAG")],
+        dtype=[("VALUE", np.uint32), ("NAME", "U20")],
+    )
+    out = rc.apply_dq_definitions(dq, dq_def)
+    assert out.tolist() == [[DNU, rc.DQ["DEAD"], rc.DQ["HOT"], 0, 0, DNU | rc.DQ["DEAD"]]]
+    assert rc.apply_dq_definitions(dq, None) is dq
+    assert rc.apply_dq_definitions(dq, dq_def[:0]) is dq
+
+
+def test_initialize_dq_ors_mask_and_propagates_do_not_use():
+    mask = np.array([[0, DNU, rc.DQ["HOT"], DNU | rc.DQ["DEAD"]]], np.uint32)
+    pdq = np.array([[rc.DQ["WARM"], 0, 0, 0]], np.uint32)
+    gdq = np.zeros((2, 1, 4), np.uint8)
+    pdq2, gdq2 = rc.initialize_dq(mask, pdq, gdq)
+    assert pdq2.tolist() == [[rc.DQ["WARM"], DNU, rc.DQ["HOT"], DNU | rc.DQ["DEAD"]]]
+    assert gdq2[:, 0].tolist() == [[0, 1, 0, 1]] * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Saturation
+
+
+def _dilate_brute(mask, n):
+    out = np.zeros_like(mask)
+    ny, nx = mask.shape
+    for y, x in zip(*np.nonzero(mask)):
+        out[max(0, y - n) : y + n + 1, max(0, x - n) : x + n + 1] = True
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_grow_flags_is_a_box_dilation_clipped_at_edges(n):
+    rng = np.random.default_rng(0)
+    mask = rng.random((23, 31)) < 0.03
+    mask[0, 0] = mask[-1, 5] = mask[7, -1] = True
+    expected = _dilate_brute(mask, n)
+    np.testing.assert_array_equal(rc.grow_flags(mask, n), expected)
+    grown = np.zeros_like(mask)
+    rc._grow_points(grown, np.flatnonzero(mask), n)
+    np.testing.assert_array_equal(grown, expected)
+
+
+def test_read_pattern_ignores_nskip_like_the_step():
+    assert rc.read_pattern(2, 1) == [[1], [2]]
+    assert rc.read_pattern(2, 4) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+
+
+def test_prepare_saturation_nan_and_no_sat_check():
+    thr = np.array([[100.0, np.nan, 5.0]], np.float32)
+    dq = np.array([[0, 0, rc.DQ["NO_SAT_CHECK"]]], np.uint32)
+    ref = rc.prepare_saturation(thr, dq)
+    assert ref.threshold.tolist() == [[100.0, rc.ATOD_LIMIT + 1, rc.ATOD_LIMIT + 1]]
+    assert ref.pixeldq.tolist() == [[0, rc.DQ["NO_SAT_CHECK"], rc.DQ["NO_SAT_CHECK"]]]
+    assert ref.no_sat_check.tolist() == [[False, True, True]]
+    assert np.isnan(thr[0, 1])  # copy=True leaves the input alone
+
+
+def _small_ramp(rng, nints, ngroups, ny=20, nx=24):
+    data = rng.uniform(1000, 40000, (nints, ngroups, ny, nx)).astype(np.float32)
+    data = np.sort(data, axis=1)  # ramps go up
+    data[:, :, 3, 4] = np.linspace(40000, 70000, ngroups)  # saturates midway
+    data[:, :, 0, 0] = 65000.0  # corner, saturated from the start
+    data[:, 1:, 10, 23] = 64000.0  # edge
+    data[:, 0, 15, 7] = 42000.0  # a jump in group 1 (index 1) that saturates at index 2
+    data[:, 1, 15, 7] = 52500.0
+    data[:, 2:, 15, 7] = 65000.0
+    data[:, -1, 5, 5] = 0.0  # A/D floor
+    return data
+
+
+@needs_stcal
+@pytest.mark.parametrize("nframes", [1, 4])
+@pytest.mark.parametrize("grow", [0, 1, 2])
+def test_saturation_equals_stcal(nframes, grow):
+    from stcal.saturation.saturation import flag_saturated_pixels
+
+    rng = np.random.default_rng(nframes * 10 + grow)
+    nints, ngroups = 2, 5
+    data = _small_ramp(rng, nints, ngroups)
+    shape = data.shape[-2:]
+    thr = rng.uniform(52000, 60000, shape).astype(np.float32)
+    thr[2, 2] = np.nan
+    sat_dq = np.zeros(shape, np.uint32)
+    sat_dq[0, 0] = rc.DQ["NO_SAT_CHECK"]
+    bias = rng.normal(12000, 20, shape).astype(np.float32)
+    bias[15, 8] = np.nan
+    gdq0 = np.zeros(data.shape, np.uint8)
+    gdq0[:, :, 6, 6] = DNU
+    pattern = rc.read_pattern(ngroups, nframes)
+
+    gdq_stcal, pdq_stcal, _ = flag_saturated_pixels(
+        data.copy(), gdq0.copy(), np.zeros(shape, np.uint32), thr.copy(), sat_dq.copy(), rc.ATOD_LIMIT,
+        rc.DQ, n_pix_grow_sat=grow, read_pattern=pattern, bias=bias.copy(),
+    )
+    ref = rc.prepare_saturation(thr, sat_dq, bias)
+    ours = rc.flag_saturation(data, gdq0.copy(), ref, nframes=nframes, n_pix_grow_sat=grow)
+    np.testing.assert_array_equal(ours, gdq_stcal)
+    np.testing.assert_array_equal(ref.pixeldq, pdq_stcal)
+    assert (ours & SAT).any() and (ours & AD).any()
+
+
+def test_saturation_state_streams_in_tiles_like_whole_groups():
+    rng = np.random.default_rng(3)
+    data = _small_ramp(rng, 1, 4)[0]
+    thr = np.full(data.shape[-2:], 55000.0, np.float32)
+    ref = rc.prepare_saturation(thr, np.zeros(thr.shape, np.uint32))
+    pattern = rc.read_pattern(4, 2)
+    whole = rc.SaturationState.start(ref, 4, pattern)
+    tiled = rc.SaturationState.start(ref, 4, pattern)
+    out_whole, out_tiled = [], []
+    for g in range(4):
+        a = np.zeros(thr.shape, np.uint8)
+        out_whole += rc.flag_saturation_group(data[g], a, whole)
+        b = np.zeros(thr.shape, np.uint8)
+        tiles = [slice(0, 7), slice(7, 15), slice(15, 20)]
+        new = np.concatenate([tiled.compare(data[g][t], t) for t in tiles])
+        tiled.grow(new)
+        tiled.begin_flags()
+        for t in tiles:
+            tiled.flag(b[t], data[g][t], t)
+        out_tiled += tiled.advance(b, data[g])
+    out_whole += whole.finish()
+    out_tiled += tiled.finish()
+    assert [g for g, _ in out_whole] == [0, 1, 2, 3] == [g for g, _ in out_tiled]
+    for (_, a), (_, b) in zip(out_whole, out_tiled):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Superbias and linearity
+
+
+def test_superbias_nan_becomes_zero():
+    bias = np.array([[1.0, np.nan]], np.float32)
+    clean = rc.prepare_superbias(bias)
+    assert clean.tolist() == [[1.0, 0.0]] and np.isnan(bias[0, 1])
+    data = np.array([[[10.0, 10.0]]], np.float32)
+    assert rc.subtract_superbias(data, clean).tolist() == [[[9.0, 10.0]]]
+
+
+def test_prepare_linearity_identity_and_flags():
+    coeffs = np.ones((3, 1, 4), np.float32)
+    coeffs[1, 0, 2] = 0.0  # zero slope
+    coeffs[2, 0, 3] = np.nan
+    dq = np.array([[rc.DQ["NO_LIN_CORR"], 0, 0, 0]], np.uint32)
+    fixed, flags = rc.prepare_linearity(coeffs, dq)
+    identity = [0.0, 1.0, 0.0]
+    for x in (0, 2, 3):
+        assert fixed[:, 0, x].tolist() == identity
+    assert fixed[:, 0, 1].tolist() == [1.0, 1.0, 1.0]
+    assert (flags[0] & rc.DQ["NO_LIN_CORR"] != 0).tolist() == [True, False, True, True]
+    with pytest.raises(ValueError, match="ncoeffs"):
+        rc.prepare_linearity(np.ones((1, 2, 2), np.float32), np.zeros((2, 2), np.uint32))
+
+
+@needs_stcal
+def test_linearity_equals_stcal():
+    from stcal.linearity.linearity import linearity_correction
+
+    rng = np.random.default_rng(7)
+    data = rng.uniform(-100, 60000, (2, 3, 16, 16)).astype(np.float32)
+    gdq = np.zeros(data.shape, np.uint8)
+    gdq[:, 2, :4] = SAT
+    coeffs = np.stack([
+        rng.normal(0, 2, (16, 16)), rng.normal(1, 0.01, (16, 16)), rng.normal(2e-6, 1e-7, (16, 16)),
+        rng.normal(3e-11, 1e-12, (16, 16)), rng.normal(-1e-16, 1e-17, (16, 16)),
+    ]).astype(np.float32)
+    coeffs[2, 5, 5] = np.nan
+    coeffs[1, 6, 6] = 0
+    lin_dq = np.zeros((16, 16), np.uint32)
+    lin_dq[7, 7] = rc.DQ["NO_LIN_CORR"]
+    expected, pdq, _ = linearity_correction(
+        data.copy(), gdq, np.zeros((16, 16), np.uint32), coeffs.copy(), lin_dq, rc.DQ
+    )
+    fixed, flags = rc.prepare_linearity(coeffs, lin_dq)
+    ours = rc.apply_linearity(data.copy(), gdq, fixed)
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(flags, pdq)
+    big_endian = np.empty(data.shape, ">f4")
+    rc.apply_linearity(data, gdq, fixed, out=big_endian)
+    np.testing.assert_array_equal(big_endian, expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference pixels
+
+
+@pytest.mark.parametrize("fast,slow", [(1, 2), (-1, 2), (1, -2), (-2, 1), (2, -1), (-2, -1)])
+def test_to_detector_matches_the_pipeline_transform(fast, slow):
+    image = np.arange(12).reshape(3, 4)
+    if abs(fast) == 1:
+        expected = image[:: np.sign(slow), :: np.sign(fast)]
+    else:
+        expected = np.swapaxes(image[:: np.sign(fast), :: np.sign(slow)], -2, -1)
+    np.testing.assert_array_equal(rc.to_detector(image, fast, slow), expected)
+    assert np.shares_memory(rc.to_detector(image, fast, slow), image)
+
+
+def _naive_median_filter(data, bad, length):
+    # jwst's NIRDataset.median_filter written out
+    nrows = data.shape[0]
+    odd = length + 1 if length % 2 == 0 else length
+    buf = odd // 2
+
+    def reflect(a):
+        r = np.zeros((nrows + odd - 1,) + a.shape[1:], a.dtype)
+        r[buf : buf + nrows] = a
+        r[:buf] = a[buf:0:-1]
+        r[-buf:] = a[-2 : -(buf + 2) : -1]
+        return r
+
+    d, b = reflect(data), reflect(bad)
+    out = np.zeros(nrows)
+    for i in range(nrows):
+        w = d[i : i + length][~b[i : i + length]]
+        out[i] = np.median(w) if w.size else np.nan
+    return out
+
+
+@pytest.mark.parametrize("length", [11, 4, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_side_median_equals_running_median(length, dtype):
+    rng = np.random.default_rng(length)
+    data = rng.normal(0, 50, (60, 4)).astype(dtype)
+    bad = rng.random((60, 4)) < 0.2
+    bad[20:35] = True  # windows without good pixels give NaN
+    ours = rc._side_median(data, bad, length)
+    expected = _naive_median_filter(data, bad, length)
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_sigma_clipped_mean_like_scipy_sigmaclip():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    values = rng.normal(10, 2, (4, 256)).astype(np.float32)
+    values[0, :5] = 500
+    bad = np.zeros(values.shape, bool)
+    bad[1, 10:20] = True
+    expected = scipy_stats.sigmaclip(values[~bad], 3.0, 3.0)[0].mean()
+    ours = rc._sigma_clipped_mean(values, bad, 3.0)
+    assert ours == expected and isinstance(ours, np.float32)
+    constant = np.full((4, 8), 7.0, np.float32)
+    zero_spread = rc._sigma_clipped_mean(constant, np.zeros((4, 8), bool), 3.0)
+    assert zero_spread == 7.0 and isinstance(zero_spread, np.float64)  # the pipeline's float64 branch
+    assert rc._sigma_clipped_mean(constant, np.ones((4, 8), bool), 3.0) is None
+
+
+def test_refpix_removes_amplifier_offsets_and_row_drift():
+    ny = nx = 2048
+    det = np.zeros((ny, nx), np.float32)
+    offsets = {}
+    for amp in range(4):
+        for parity in (0, 1):
+            offsets[amp, parity] = 10.0 * amp + 3.0 * parity + 1.0
+            det[:, amp * 512 + parity : (amp + 1) * 512 : 2] += offsets[amp, parity]
+    # a smooth row drift, ~0 on the top and bottom reference rows
+    rows = (5 * np.sin(np.arange(ny) * 4 * np.pi / ny)).astype(np.float32)
+    det += rows[:, None]
+    bad = np.zeros((ny, nx), bool)
+    bad[-4:, 0:512:2] = True  # top odd columns of amplifier A unusable: bottom alone is used
+    fast, slow = -2, 1
+    # DMS image whose detector view is `det`
+    image = np.ascontiguousarray(np.swapaxes(det, 0, 1)[:: np.sign(fast), :: np.sign(slow)])
+    bad_dms = np.ascontiguousarray(np.swapaxes(bad, 0, 1)[:: np.sign(fast), :: np.sign(slow)])
+    np.testing.assert_array_equal(rc.to_detector(image, fast, slow), det)
+    corrected = rc.correct_reference_pixels(image.copy(), bad_dms, fast, slow, float64=True)
+    # the top/bottom means remove the offsets, the running median of the side columns the drift
+    out = rc.to_detector(corrected, fast, slow)
+    assert np.abs(out[100:-100]).max() < 0.2
+    assert np.abs(rc.to_detector(image, fast, slow)[100:-100]).max() > 30
+    corr = rc.compute_refpix_correction(image, bad_dms, fast, slow)
+    assert corr.transposed and corr.side is not None
+
+
+def test_refpix_none_when_all_reference_pixels_bad():
+    image = np.full((2048, 2048), 5.0, np.float32)
+    bad = np.ones((2048, 2048), bool)
+    out = rc.correct_reference_pixels(image.copy(), bad, 1, 2)
+    # no usable reference pixels: no top/bottom correction, side signal 0 (both sides NaN)
+    np.testing.assert_array_equal(out, image)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain
+
+
+@pytest.fixture(scope="module")
+def small_calibration():
+    import jwst_reference_files as J
+
+    rng = np.random.default_rng(9)
+    clean_bias = J.make_superbias("NRCB2")
+    bias, bias_dq = J.make_superbias_dq(clean_bias)
+    sat, sat_dq = J.make_saturation()
+    mask, mask_def = J.make_mask_dq()
+    coeffs, lin_dq = J.make_linearity(4)
+    raw = J.make_ramp("NRCB2", ngroups=3, nints=1, seed=int(rng.integers(100)), bias=clean_bias)
+    return dict(
+        raw=raw, mask_dq=rc.apply_dq_definitions(mask, mask_def), saturation=sat, saturation_dq=sat_dq,
+        superbias=bias, superbias_dq=bias_dq, coeffs=coeffs, linearity_dq=lin_dq,
+    )
+
+
+def test_threads_and_tiles_do_not_change_results(small_calibration):
+    arrays = dict(small_calibration)
+    raw = arrays.pop("raw")
+    base = rc.linearize_ramp(raw, fastaxis=-1, slowaxis=2, nframes=2, **arrays)
+    engine = rc.RampLinearizer(
+        rc.prepare_calibration(**arrays), fastaxis=-1, slowaxis=2, ngroups=3, nframes=2, tile_rows=37, threads=2
+    )
+    engine.start_integration()
+    tiles = []
+    sb = np.empty(raw.shape[-2:], np.float32)
+    done = []
+    for g in range(3):
+
+        def sink(rows, tile, g=g):
+            tiles.append((g, rows, tile.copy()))
+
+        done += [(k, p.copy()) for k, p in engine.process_group(raw[0, g], sink, sb)]
+        np.testing.assert_array_equal(sb, base.sbandrefpix[0, g])
+    done += engine.finish_integration()
+    engine.close()
+    assert sorted(k for k, _ in done) == [0, 1, 2]
+    for k, plane in done:
+        np.testing.assert_array_equal(plane, base.groupdq[0, k])
+    for g, rows, tile in tiles:
+        np.testing.assert_array_equal(tile, base.sci[0, g][rows])
+    assert sum(t.shape[0] for g, _, t in tiles if g == 0) == 2048
+    # the calibration arrays given to linearize_ramp are left as they were
+    assert np.isnan(small_calibration["superbias"]).any()
+
+
+def test_engine_rejects_misuse(small_calibration):
+    arrays = dict(small_calibration)
+    arrays.pop("raw")
+    engine = rc.RampLinearizer(rc.prepare_calibration(**arrays), fastaxis=1, slowaxis=2, ngroups=2)
+    plane = np.zeros((2048, 2048), np.uint16)
+    out = np.empty((2048, 2048), np.float32)
+    with pytest.raises(RuntimeError, match="start_integration"):
+        engine.process_group(plane, out, out)
+    engine.start_integration()
+    with pytest.raises(ValueError, match="shape"):
+        engine.process_group(np.zeros((10, 10), np.uint16), out, out)
+    with pytest.raises(ValueError, match="missing reference data: linearity"):
+        b = rc.CalibrationBuilder()
+        b.add_mask(arrays["mask_dq"])
+        b.add_saturation(arrays["saturation"], arrays["saturation_dq"], copy=True)
+        b.add_superbias(arrays["superbias"], arrays["superbias_dq"], copy=True)
+        b.build()
