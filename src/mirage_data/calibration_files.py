@@ -592,8 +592,8 @@ def crds_references(header: Mapping, reftypes=REFTYPES, *, context: str | None =
     except Exception as exc:  # CRDS raises many kinds; all mean "no answer"
         raise CalibrationError(
             f"CRDS could not give reference files for {params.get('meta.instrument.detector')}: {exc}. "
-            "Set CRDS_SERVER_URL (and CRDS_PATH for the local cache), or give the files with "
-            "--mask/--saturation/--superbias/--linearity or --calibration-dir"
+            "If no CRDS server was reachable, set CRDS_SERVER_URL (and CRDS_PATH for the local cache); "
+            "or give the files with --mask/--saturation/--superbias/--linearity or --calibration-dir"
         ) from None
     out = {}
     for t in reftypes:

@@ -361,10 +361,10 @@ def _primary_header(raw: RawDark, names: Mapping[str, str], zero_source: str) ->
     for key, value in mirage.items():
         h[key] = value
     comments = {
-        "R_MASK": "MASK reference file used",
-        "R_SATURA": "SATURATION reference file used",
-        "R_SUPERB": "SUPERBIAS reference file used",
-        "R_LINEAR": "LINEARITY reference file used",
+        "R_MASK": "mask file",
+        "R_SATURA": "saturation file",
+        "R_SUPERB": "superbias file",
+        "R_LINEAR": "linearity file",
     }
     for key, name in names.items():
         h[key] = (name, comments[key])
