@@ -413,6 +413,29 @@ def write_reference_set(folder: str | os.PathLike, detector: str, *, ncoeffs: in
     }
 
 
+def write_crds_server_config(cache_dir: str | os.PathLike, context: str) -> Path:
+    """Write the ``config/jwst/server_config`` a CRDS client keeps from its last server contact,
+    naming *context* as operational, so the client can answer from the cache without a server.
+    Returns the config folder."""
+    config = Path(cache_dir) / "config" / "jwst"
+    config.mkdir(parents=True, exist_ok=True)
+    info = {
+        "observatory": "jwst",
+        "operational_context": context,
+        "edit_context": context,
+        "latest_context": context,
+        "bad_files": "",
+        "bad_files_list": [],
+        "force_remote_mode": False,
+        "crds_version": {"str": "0.0.0"},
+        "reference_url": "none",
+        "mapping_url": "none",
+        "last_synced": "never (written by a test)",
+    }
+    (config / "server_config").write_text(repr(info))
+    return config
+
+
 def offline_crds_environment(cache_dir: str | os.PathLike) -> dict[str, str]:
     """Environment variables under which the jwst steps never contact a CRDS server.
 
@@ -422,22 +445,7 @@ def offline_crds_environment(cache_dir: str | os.PathLike) -> dict[str, str]:
     the server URL names "serverless" mode, in which the CRDS client refuses network calls.
     """
     cache_dir = Path(cache_dir)
-    config = cache_dir / "config" / "jwst"
-    config.mkdir(parents=True, exist_ok=True)
-    info = {
-        "observatory": "jwst",
-        "operational_context": "jwst_0000.pmap",
-        "edit_context": "jwst_0000.pmap",
-        "latest_context": "jwst_0000.pmap",
-        "bad_files": "",
-        "bad_files_list": [],
-        "force_remote_mode": False,
-        "crds_version": {"str": "0.0.0"},
-        "reference_url": "none",
-        "mapping_url": "none",
-        "last_synced": "offline",
-    }
-    (config / "server_config").write_text(repr(info))
+    write_crds_server_config(cache_dir, "jwst_0000.pmap")
     return {
         "CRDS_PATH": str(cache_dir),
         "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",

@@ -179,20 +179,7 @@ def crds_cache(tmp_path_factory) -> CrdsCache:
     J.write_superbias(references / crds_name("superbias", LATER_SUPERBIAS), "NRCA1", *J.make_superbias_dq(later))
 
     # what the client keeps from its last server contact (read instead of asking a server)
-    info = {
-        "observatory": "jwst",
-        "operational_context": CONTEXT,
-        "edit_context": CONTEXT,
-        "latest_context": CONTEXT,
-        "bad_files": "",
-        "bad_files_list": [],
-        "force_remote_mode": False,
-        "crds_version": {"str": "0.0.0"},
-        "reference_url": "none",
-        "mapping_url": "none",
-        "last_synced": "never (written by the test)",
-    }
-    (config / "server_config").write_text(repr(info))
+    config = J.write_crds_server_config(root, CONTEXT)
     (config / "ref_cache_subdir_mode").write_text("instrument")  # references/jwst/<instrument>/
     return CrdsCache(root, references)
 
