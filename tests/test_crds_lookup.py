@@ -379,7 +379,7 @@ def test_crds_selects_the_files_of_each_detector(offline_crds, crds_cache):
     # it was the real client, serverless, working from the cache with our rules
     assert "serverless" in api.get_crds_server()
     info = heavy_client.get_config_info("jwst")
-    assert info.connected is False and info.last_synced == "never (written by the test)"
+    assert info.connected is False and info.last_synced == "never (written by a test)"
     assert heavy_client.get_processing_mode("jwst") == ("local", CONTEXT)
     assert offline_crds == []
 
