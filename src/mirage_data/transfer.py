@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import requests
 import urllib3
@@ -671,12 +671,3 @@ def _describe(exc: BaseException) -> str:
             return e.verify_message or "certificate verify failed"
     text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
-
-
-def iter_chunks(reader, size: int = CHUNK) -> Iterator[bytes]:
-    """Yield successive chunks of a file object until it is exhausted."""
-    while True:
-        data = reader.read(size)
-        if not data:
-            return
-        yield data

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import GROUP_TITLES, GROUPS, INSTRUMENTS, Catalog, CatalogError, load_catalog
-from .inventory import INSTALLED, MISSING, MODIFIED, Inventory
+from .inventory import INSTALLED, MODIFIED, Inventory
 from .progress import QuietProgress
 from .state import state_dir
 
@@ -153,5 +153,4 @@ __all__ = [
     "remember_source",
     "remembered_base",
     "remembered_catalog",
-    "MISSING",
 ]
