@@ -436,6 +436,20 @@ def write_crds_server_config(cache_dir: str | os.PathLike, context: str) -> Path
     return config
 
 
+def ramp_arrays(calibration) -> dict:
+    """The reference arrays of a `calibration_files.Calibration`, as keyword arguments of
+    `ramp_corrections.linearize_ramp`."""
+    return dict(
+        mask_dq=calibration.mask.dq,
+        saturation=calibration.saturation.threshold,
+        saturation_dq=calibration.saturation.dq,
+        superbias=calibration.superbias.bias,
+        superbias_dq=calibration.superbias.dq,
+        coeffs=calibration.linearity.coeffs,
+        linearity_dq=calibration.linearity.dq,
+    )
+
+
 def offline_crds_environment(cache_dir: str | os.PathLike) -> dict[str, str]:
     """Environment variables under which the jwst steps never contact a CRDS server.
 

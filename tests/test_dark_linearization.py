@@ -68,13 +68,7 @@ def _reference_result(raw_path, refs):
         fastaxis=h["FASTAXIS"],
         slowaxis=h["SLOWAXIS"],
         nframes=h["NFRAMES"],
-        mask_dq=cal.mask.dq,
-        saturation=cal.saturation.threshold,
-        saturation_dq=cal.saturation.dq,
-        superbias=cal.superbias.bias,
-        superbias_dq=cal.superbias.dq,
-        coeffs=cal.linearity.coeffs,
-        linearity_dq=cal.linearity.dq,
+        **J.ramp_arrays(cal),
     )
 
 

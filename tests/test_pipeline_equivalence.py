@@ -143,13 +143,7 @@ def test_fgs_in_memory_equals_pipeline(tmp_path, crds_cache):
         fastaxis=fast,
         slowaxis=slow,
         threads=2,
-        mask_dq=cal.mask.dq,
-        saturation=cal.saturation.threshold,
-        saturation_dq=cal.saturation.dq,
-        superbias=cal.superbias.bias,
-        superbias_dq=cal.superbias.dq,
-        coeffs=cal.linearity.coeffs,
-        linearity_dq=cal.linearity.dq,
+        **J.ramp_arrays(cal),
     )
     ours = {"sci": result.sci, "sbandrefpix": result.sbandrefpix, "pixeldq": result.pixeldq, "groupdq": result.groupdq}
     _compare(ours, pipe, "GUIDER1 FGSRAPID 1x3 (arrays)")

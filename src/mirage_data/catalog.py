@@ -23,7 +23,7 @@ import io
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 #: The real collection's base URL (STScI). Replaced by ``--mirror`` or ``MIRAGE_DATA_MIRROR``.
 DEFAULT_BASE_URL = (
@@ -318,6 +318,34 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
     return _parse(text, str(path))
+
+
+def grouped(items: Iterable, entry: Callable[[object], CatalogEntry] = lambda item: item) -> list[tuple[str, str, list]]:
+    """Split *items* into rows per instrument and group (darks per kind), in the order plans
+    and status reports list them: ``[(instrument, group title, [items]), ...]``; empty rows
+    are left out. *entry* gives the `CatalogEntry` of an item (default: the item itself).
+
+    >>> rows = grouped(load_catalog())
+    >>> rows[0][:2], len(rows[0][2])
+    (('nircam', 'raw darks'), 50)
+    """
+    order = {
+        key: i
+        for i, key in enumerate(
+            (inst, group, kind)
+            for inst in INSTRUMENTS
+            for group in GROUPS
+            for kind in (DARK_KINDS if group == "darks" else (None,))
+        )
+    }
+    buckets: dict[tuple, list] = {}
+    for item in items:
+        e = entry(item)
+        buckets.setdefault((e.instrument, e.group, e.dark_kind), []).append(item)
+    return [
+        (inst, f"{kind} darks" if kind else GROUP_TITLES[group], buckets[(inst, group, kind)])
+        for inst, group, kind in sorted(buckets, key=lambda k: order.get(k, len(order)))
+    ]
 
 
 def linearized_name(raw_relative_path: str) -> str:

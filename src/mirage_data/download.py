@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -232,8 +232,7 @@ def download_reffiles(
     if not isinstance(catalog, Catalog):
         catalog = load_catalog(catalog)
     base = resolve_base(mirror, catalog)
-    base_options = options or TransferOptions()
-    options = TransferOptions(**{**base_options.__dict__, "jobs": jobs, "connections": connections})
+    options = replace(options or TransferOptions(), jobs=jobs, connections=connections)
     progress = progress or make_progress(quiet)
 
     if dry_run:
@@ -310,8 +309,7 @@ def repair_install(
         if mirror is None:
             mirror = os.environ.get(MIRROR_ENV) or remembered_base(mirage_data)
         base = resolve_base(mirror, catalog)
-        base_options = options or TransferOptions()
-        options = TransferOptions(**{**base_options.__dict__, "jobs": jobs, "connections": connections})
+        options = replace(options or TransferOptions(), jobs=jobs, connections=connections)
         fetcher = Fetcher(mirage_data, base, Inventory.load(mirage_data), options, progress, catalog_version=catalog.version)
         report = fetcher.run([catalog.get(rp) for rp in known])
     return damaged, report

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import GROUP_TITLES, GROUPS, INSTRUMENTS, Catalog, CatalogEntry
+from .catalog import Catalog, CatalogEntry, grouped
 from .inventory import INSTALLED, Inventory
 from .layout import mirage_data_path
 from .selection import Selection
@@ -107,31 +107,16 @@ class Plan:
 
     def summary_rows(self) -> list[tuple[str, str, int, int, int]]:
         """Per instrument and group: (instrument, group title, files, bytes, installed files)."""
-        rows = []
-        for inst in INSTRUMENTS:
-            for group in GROUPS:
-                for kind in (None, "raw", "linearized") if group == "darks" else (None,):
-                    chosen = [
-                        f
-                        for f in self.files
-                        if f.entry.instrument == inst
-                        and f.entry.group == group
-                        and (kind is None or f.entry.dark_kind == kind)
-                    ]
-                    if group == "darks" and kind is None:
-                        continue
-                    if chosen:
-                        title = f"{kind} darks" if kind else GROUP_TITLES[group]
-                        rows.append(
-                            (
-                                inst,
-                                title,
-                                len(chosen),
-                                sum(f.entry.expected_size for f in chosen),
-                                sum(not f.to_fetch for f in chosen),
-                            )
-                        )
-        return rows
+        return [
+            (
+                inst,
+                title,
+                len(chosen),
+                sum(f.entry.expected_size for f in chosen),
+                sum(not f.to_fetch for f in chosen),
+            )
+            for inst, title, chosen in grouped(self.files, lambda f: f.entry)
+        ]
 
     def describe(self, list_files: bool = True) -> str:
         """A human-readable plan: the files, sizes per group and in total, disk space."""

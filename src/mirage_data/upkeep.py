@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import GROUP_TITLES, GROUPS, INSTRUMENTS, Catalog, CatalogError, load_catalog
+from .catalog import Catalog, CatalogError, grouped, load_catalog
 from .inventory import INSTALLED, MODIFIED, Inventory
 from .progress import QuietProgress
 from .state import state_dir
@@ -90,24 +90,17 @@ def installed_status(mirage_data: Path, catalog: Catalog | None = None) -> list[
     catalog = catalog or remembered_catalog(mirage_data)
     inventory = Inventory.load(mirage_data)
     rows = []
-    for inst in INSTRUMENTS:
-        for group in GROUPS:
-            for kind in ("raw", "linearized") if group == "darks" else (None,):
-                entries = [
-                    e for e in catalog if e.instrument == inst and e.group == group and (kind is None or e.dark_kind == kind)
-                ]
-                if not entries:
-                    continue
-                states = {e.relative_path: inventory.status(e.relative_path) for e in entries}
-                rows.append(
-                    GroupStatus(
-                        inst,
-                        f"{kind} darks" if kind else GROUP_TITLES[group],
-                        len(entries),
-                        sum(s == INSTALLED for s in states.values()),
-                        [rp for rp, s in states.items() if s == MODIFIED],
-                    )
-                )
+    for inst, title, entries in grouped(catalog):
+        states = {e.relative_path: inventory.status(e.relative_path) for e in entries}
+        rows.append(
+            GroupStatus(
+                inst,
+                title,
+                len(entries),
+                sum(s == INSTALLED for s in states.values()),
+                [rp for rp, s in states.items() if s == MODIFIED],
+            )
+        )
     return rows
 
 
