@@ -61,7 +61,7 @@ def _peak_rss() -> int:
 
 def child_ours(raw: str, out: str, refs: dict) -> dict:
     t0 = time.perf_counter()
-    from mirage_data.dark_linearization import linearize_dark
+    from mirage_data.darks.linearize import linearize_dark
 
     t1 = time.perf_counter()
     linearize_dark(raw, out, use_crds=False, **refs)
@@ -73,14 +73,13 @@ def child_jwst(raw: str, out: str, refs: dict, crds_cache: str) -> dict:
     helper = _helper()
     os.environ.update(helper.offline_crds_environment(crds_cache))
     t0 = time.perf_counter()
-    import numpy as np
-    from astropy.io import fits
-
     import jwst.dq_init  # noqa: F401
     import jwst.linearity  # noqa: F401
     import jwst.refpix  # noqa: F401
     import jwst.saturation  # noqa: F401
     import jwst.superbias  # noqa: F401
+    import numpy as np
+    from astropy.io import fits
 
     t1 = time.perf_counter()
     result = helper.run_jwst_steps(raw, refs)
@@ -110,8 +109,9 @@ def run_child(kind: str, raw: Path, out: Path, refs: dict, crds_cache: Path) -> 
     if out.exists():
         out.unlink()
     os.sync()  # start each run without the previous run's dirty pages being written back
-    payload = json.dumps({"raw": str(raw), "out": str(out), "refs": {k: str(v) for k, v in refs.items()},
-                          "crds_cache": str(crds_cache)})
+    payload = json.dumps(
+        {"raw": str(raw), "out": str(out), "refs": {k: str(v) for k, v in refs.items()}, "crds_cache": str(crds_cache)}
+    )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", kind, payload], capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -156,8 +156,11 @@ def main(argv=None) -> int:
                 for kind in ("ours", "jwst"):
                     res = run_child(kind, raw, tmp / f"out_{kind}.fits", refs, crds_cache)
                     results[kind].append(res)
-                    print(f"  {ngroups:>3} groups  run {r + 1}/{args.repeat}  {kind:<4}  work {res['seconds']:7.2f} s  "
-                          f"process {res['wall']:7.2f} s  peak RSS {res['peak'] / 2**20:7.0f} MB", flush=True)
+                    print(
+                        f"  {ngroups:>3} groups  run {r + 1}/{args.repeat}  {kind:<4}  work {res['seconds']:7.2f} s  "
+                        f"process {res['wall']:7.2f} s  peak RSS {res['peak'] / 2**20:7.0f} MB",
+                        flush=True,
+                    )
             summary = {
                 kind: {
                     "seconds": statistics.median(x["seconds"] for x in rs),
@@ -171,8 +174,10 @@ def main(argv=None) -> int:
 
     print()
     print("Full-frame NIRCam raw dark (NRCA1, RAPID), medians of", args.repeat, "runs each")
-    header = (f"{'groups':>6} {'raw MB':>7} | {'ours s':>7} {'jwst s':>7} {'speed-up':>8} | "
-              f"{'ours proc s':>11} {'jwst proc s':>11} {'speed-up':>8} | {'ours MB':>8} {'jwst MB':>8} {'mem ratio':>9}")
+    header = (
+        f"{'groups':>6} {'raw MB':>7} | {'ours s':>7} {'jwst s':>7} {'speed-up':>8} | "
+        f"{'ours proc s':>11} {'jwst proc s':>11} {'speed-up':>8} | {'ours MB':>8} {'jwst MB':>8} {'mem ratio':>9}"
+    )
     print(header)
     print("-" * len(header))
     ok = True
@@ -182,9 +187,11 @@ def main(argv=None) -> int:
         speed_proc = j["wall"] / o["wall"]
         mem = o["peak"] / j["peak"]
         ok &= speed >= 10 and mem <= 0.25
-        print(f"{ngroups:>6} {size:>7.0f} | {o['seconds']:>7.2f} {j['seconds']:>7.2f} {speed:>7.1f}x | "
-              f"{o['wall']:>11.2f} {j['wall']:>11.2f} {speed_proc:>7.1f}x | {o['peak'] / 2**20:>8.0f} "
-              f"{j['peak'] / 2**20:>8.0f} {mem:>9.3f}")
+        print(
+            f"{ngroups:>6} {size:>7.0f} | {o['seconds']:>7.2f} {j['seconds']:>7.2f} {speed:>7.1f}x | "
+            f"{o['wall']:>11.2f} {j['wall']:>11.2f} {speed_proc:>7.1f}x | {o['peak'] / 2**20:>8.0f} "
+            f"{j['peak'] / 2**20:>8.0f} {mem:>9.3f}"
+        )
     print()
     print("s: time of the work in the child (read inputs, linearize, write the output; imports excluded)")
     print("proc s: wall time of the whole child process (interpreter start and imports included)")

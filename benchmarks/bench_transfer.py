@@ -9,7 +9,7 @@ Run from the repository root with the project's virtualenv::
 
 The spec it implements
 ----------------------
-A loopback server (``mirage_data.loopback``, in a process of its own) caps each connection at
+A loopback server (``mirage_data.testing.server``, in a process of its own) caps each connection at
 25 MB/s with 30 ms of first-byte latency, and serves a scaled-down selection of the collection:
 23 files at real catalog paths, of mixed sizes, >= 1 GB in all at the default scale, darks as
 ``.fits.gz`` whose content compresses like real darks (raw: uint16 ramps of a bias level plus a
@@ -110,9 +110,7 @@ DARKS = [
 # Small archives: relative path -> members (file name, float32 image side, planes at scale 1).
 # Members are named mirage_data/<the group's folder>/<name>, as the collection's tarballs are.
 ARCHIVES = {
-    "fgs/cosmic_ray_library/mirage_fgs_cr_library.tar.gz": [
-        (f"CRs_MCD1.7_SUNMAX_0{i}.fits", 256, 4) for i in range(4)
-    ],
+    "fgs/cosmic_ray_library/mirage_fgs_cr_library.tar.gz": [(f"CRs_MCD1.7_SUNMAX_0{i}.fits", 256, 4) for i in range(4)],
     "niriss/cosmic_ray_library/mirage_niriss_cr_library.tar.gz": [
         (f"CRs_MCD1.7_SUNMIN_0{i}.fits", 256, 4) for i in range(3)
     ],
@@ -191,7 +189,7 @@ def scaled(n: int, scale: float) -> int:
 def _dark_headers(instrument: str, detector: str, kind: str, ngroups: int) -> tuple[bytes, bytes]:
     from astropy.io import fits
 
-    from mirage_data.catalog import crds_detector_name
+    from mirage_data.collection.catalog import crds_detector_name
 
     primary = fits.PrimaryHDU().header  # SIMPLE, BITPIX, NAXIS 0, EXTEND
     primary["TELESCOP"] = "JWST"
@@ -313,7 +311,7 @@ def _make_archive(task: dict) -> dict:
     import numpy as np
     from astropy.io import fits
 
-    from mirage_data.catalog import ARCHIVE_FOLDERS, load_catalog
+    from mirage_data.collection.catalog import ARCHIVE_FOLDERS, load_catalog
 
     rel = task["rel"]
     entry = load_catalog().get(rel)
@@ -346,16 +344,12 @@ def _generate_task(task: dict) -> dict:
 
 
 def collection_tasks(scale: float, root: Path) -> list[dict]:
-    from mirage_data.catalog import load_catalog
+    from mirage_data.collection.catalog import load_catalog
 
     real = load_catalog()
     tasks = []
     for i, (instrument, kind, detector, index, groups) in enumerate(DARKS):
-        matches = [
-            e
-            for e in real
-            if e.instrument == instrument and e.dark_kind == kind and e.detector == detector
-        ]
+        matches = [e for e in real if e.instrument == instrument and e.dark_kind == kind and e.detector == detector]
         entry = matches[index]
         tasks.append(
             {
@@ -409,14 +403,17 @@ def ensure_collection(cache: Path, scale: float, say) -> dict:
         results = list(pool.map(_generate_task, tasks))
     files = {r["rel"]: r for r in results}
 
-    from mirage_data.catalog import load_catalog
+    from mirage_data.collection.catalog import load_catalog
 
     catalog = load_catalog().subset(files).with_checksums({rel: (r["size"], r["sha256"]) for rel, r in files.items()})
     catalog_path = cache / "catalog.tsv"
     catalog.write(catalog_path)
     manifest = {"gen_version": GEN_VERSION, "scale": scale, "files": files}
     manifest_path.write_text(json.dumps(manifest, indent=1))
-    say(f"generated {len(files)} files, {gb(sum(r['size'] for r in results)):.2f} GB, in {time.perf_counter() - t0:.0f} s")
+    say(
+        f"generated {len(files)} files, {gb(sum(r['size'] for r in results)):.2f} GB, "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     return manifest
 
 
@@ -452,7 +449,7 @@ def child_baseline(url: str, download_path: Path, catalog_path: Path) -> dict:
 
     import requests
 
-    from mirage_data.catalog import load_catalog
+    from mirage_data.collection.catalog import load_catalog
 
     catalog = load_catalog(catalog_path)
     mirage_data = download_path / "mirage_data"
@@ -479,8 +476,8 @@ def child_baseline(url: str, download_path: Path, catalog_path: Path) -> dict:
 
 
 def child_ours(url: str, download_path: Path, catalog_path: Path, jobs: int, connections: int) -> dict:
-    from mirage_data.catalog import load_catalog
-    from mirage_data.download import download_reffiles
+    from mirage_data.collection.catalog import load_catalog
+    from mirage_data.download.api import download_reffiles
 
     catalog = load_catalog(catalog_path)
     result = download_reffiles(
@@ -544,7 +541,7 @@ class DiskPoller:
             if self._stop.wait(POLL_INTERVAL):
                 return
 
-    def __enter__(self) -> "DiskPoller":
+    def __enter__(self) -> DiskPoller:
         self._thread.start()
         return self
 
@@ -573,7 +570,7 @@ def find_server_process(root: Path):
             cmd = child.cmdline()
         except psutil.Error:
             continue
-        if "mirage_data.loopback" in cmd and os.fspath(root) in cmd:
+        if "mirage_data.testing.server" in cmd and os.fspath(root) in cmd:
             return child
     return None
 
@@ -616,7 +613,7 @@ def run_side(
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with DiskPoller(dest) as poller:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     proc_wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     self1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -712,8 +709,10 @@ def machine_facts(workdir: Path) -> list[str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         f"cores: {os.cpu_count()} ({usable} usable){' - ' + model if model else ''}; memory {mem:.0f} GiB",
-        f"python {platform.python_version()} ({platform.python_implementation()}), {platform.system()} {platform.release()}",
-        f"isal {isal.__version__}, numpy {numpy.__version__}, requests {requests.__version__}, urllib3 {urllib3.__version__}",
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}",
+        f"isal {isal.__version__}, numpy {numpy.__version__}, requests {requests.__version__}, "
+        f"urllib3 {urllib3.__version__}",
         f"work folder: {workdir} ({shutil.disk_usage(workdir).free / 1e9:.0f} GB free)",
         "load average before the run: " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
     ]
@@ -729,7 +728,8 @@ def network_floor(sizes: list[int], jobs: int, connections: int, sequential: boo
     """
     import heapq
 
-    from mirage_data.transfer import TransferOptions, split_ranges
+    from mirage_data.download.partial import split_ranges
+    from mirage_data.download.transfer import TransferOptions
 
     if sequential:
         return sum(FIRST_BYTE_LATENCY + s / RATE_LIMIT for s in sizes)
@@ -747,7 +747,7 @@ def fmt(x: float | None, spec: str) -> str:
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    from mirage_data.loopback import serve_in_subprocess
+    from mirage_data.testing.server import serve_in_subprocess
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -764,7 +764,8 @@ def parent_main(args: argparse.Namespace) -> int:
     say(
         f"collection: {len(files)} files ({n_darks} darks .fits.gz, {len(files) - n_darks} .tar.gz), "
         f"{gb(total_served):.3f} GB served, {gb(sum(v[0] for v in expected.values())):.3f} GB installed; "
-        f"largest {sizes[0] / 1e6:.0f} MB, median {statistics.median(sizes) / 1e6:.0f} MB, smallest {sizes[-1] / 1e6:.1f} MB"
+        f"largest {sizes[0] / 1e6:.0f} MB, median {statistics.median(sizes) / 1e6:.0f} MB, "
+        f"smallest {sizes[-1] / 1e6:.1f} MB"
     )
     # Warm the page cache with the served files, so that the first side does not pay for it.
     for rel in files:
@@ -879,9 +880,14 @@ def parent_main(args: argparse.Namespace) -> int:
         )
     if "baseline" in runs:
         ratios = [r["peak"] / r["installed"] for r in runs["baseline"]]
-        say(f"baseline peak disk / installed: median {statistics.median(ratios):.3f} (it keeps every .gz until the end)")
-    say("installed trees: identical on every side and repetition (paths and sizes; sha256 on the first repetition)"
-        if not args.no_hash else "installed trees: identical on every side and repetition (paths and sizes)")
+        say(
+            f"baseline peak disk / installed: median {statistics.median(ratios):.3f} (it keeps every .gz until the end)"
+        )
+    say(
+        "installed trees: identical on every side and repetition (paths and sizes; sha256 on the first repetition)"
+        if not args.no_hash
+        else "installed trees: identical on every side and repetition (paths and sizes)"
+    )
     if args.keep:
         say(f"kept: {workdir} (last repetition's destinations) and the collection in {cache}")
     if args.json:
@@ -894,9 +900,13 @@ def parent_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="grow or shrink the collection (default 1: ~1.2 GB served)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="grow or shrink the collection (default 1: ~1.2 GB served)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="repetitions per side (default 3)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (last repetition's destinations)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (last repetition's destinations)"
+    )
     parser.add_argument("--no-extra", action="store_true", help="skip the extra jobs=8/connections=8 row")
     parser.add_argument("--sides", help="comma-separated subset of: baseline,ours,ours-j8c8")
     parser.add_argument("--no-hash", action="store_true", help="check installed sizes only, not sha256")

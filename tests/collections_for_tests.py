@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirage_data.catalog import Catalog, load_catalog
+from mirage_data.collection.catalog import Catalog, load_catalog
 
 REAL = load_catalog()
 FGS_RAW = [e.relative_path for e in REAL if e.instrument == "fgs" and e.dark_kind == "raw"]

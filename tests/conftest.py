@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' helper modules
 
-from mirage_data.loopback import CollectionServer  # noqa: E402
-from mirage_data.sample import make_sample_collection  # noqa: E402
+from mirage_data.testing.sample import make_sample_collection  # noqa: E402
+from mirage_data.testing.server import CollectionServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

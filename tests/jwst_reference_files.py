@@ -162,7 +162,7 @@ def _add_features(ramp: np.ndarray, rng: np.random.Generator) -> None:
         # hot pixels saturating at different groups (threshold ~ 52000-60000)
         pts = rng.integers(10, N - 10, (400, 2))
         start = rng.integers(0, ngroups, 400)
-        for (y, x), s in zip(pts, start):
+        for (y, x), s in zip(pts, start, strict=True):
             ramp[i, s:, y, x] = 65000
         # 3x3 cluster, edges, corners
         ramp[i, ngroups // 2 :, 1000:1003, 700:703] = 64000
@@ -526,7 +526,7 @@ def run_pipeline_subprocess(raw_path, refs: dict, out_path, cache_dir, zeroframe
     here = str(Path(__file__).parent)
     code = (
         f"import sys; sys.path.insert(0, {here!r}); import jwst_reference_files as J; "
-        f"J.pipeline_to_npz({str(raw_path)!r}, {({k: str(v) for k, v in refs.items()})!r}, "
+        f"J.pipeline_to_npz({str(raw_path)!r}, { ({k: str(v) for k, v in refs.items()})!r}, "
         f"{str(out_path)!r}, {str(cache_dir)!r}, zeroframe={zeroframe!r})"
     )
     env = dict(os.environ, **offline_crds_environment(cache_dir))

@@ -6,18 +6,19 @@ import tarfile
 
 import pytest
 
-from mirage_data.download import DownloadFailed, download_reffiles
-from mirage_data.install import UnsafeArchive, member_destination
-from mirage_data.loopback import CollectionServer
-
 from collections_for_tests import FGS_CR, make_collection, tarball
+from mirage_data.download.api import DownloadFailed, download_reffiles
+from mirage_data.install.unpack import UnsafeArchive, member_destination
+from mirage_data.testing.server import CollectionServer
 
 
 def fetch_cr(tmp_path, data: bytes, **kw):
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_CR: data})
     with CollectionServer(root) as server:
-        return download_reffiles(tmp_path / "dest", "fgs", skip_darks=True, mirror=server.url, catalog=catalog, quiet=True, **kw)
+        return download_reffiles(
+            tmp_path / "dest", "fgs", skip_darks=True, mirror=server.url, catalog=catalog, quiet=True, **kw
+        )
 
 
 def test_archive_unpacks_into_layout_without_leftovers(tmp_path):
@@ -30,7 +31,11 @@ def test_archive_unpacks_into_layout_without_leftovers(tmp_path):
     for name, data in members.items():
         assert (mirage_data / name.removeprefix("mirage_data/")).read_bytes() == data
     # No archive copy, no partial, no temporary file left anywhere.
-    leftovers = [p for p in mirage_data.rglob("*") if p.is_file() and p.name not in ("inventory.json", "lock", "catalog.tsv", "source.json")]
+    leftovers = [
+        p
+        for p in mirage_data.rglob("*")
+        if p.is_file() and p.name not in ("inventory.json", "lock", "catalog.tsv", "source.json")
+    ]
     assert sorted(p.name for p in leftovers) == sorted(n.rsplit("/", 1)[1] for n in members)
 
 

@@ -39,14 +39,14 @@ import pytest
 from astropy.io import fits
 
 import jwst_reference_files as J
-from mirage_data.calibration_files import (
+from mirage_data.calibration.reference_files import (
     REFTYPES,
     CalibrationError,
     crds_references,
     read_calibration,
     resolve_calibration,
 )
-from mirage_data.dark_linearization import linearize_dark
+from mirage_data.darks.linearize import linearize_dark
 
 CONTEXT = "jwst_9000.pmap"
 OTHER_CONTEXT = "jwst_9001.pmap"  # same rules except SUPERBIAS
@@ -162,7 +162,10 @@ def crds_cache(tmp_path_factory) -> CrdsCache:
     _write_mapping(mappings, "jwst_nircam_9000.imap", _imap("jwst_nircam_9000.imap", rmaps))
     _write_mapping(mappings, CONTEXT, _pmap(CONTEXT, "jwst_nircam_9000.imap"))
     other = dict(rmaps, superbias="jwst_nircam_superbias_9001.rmap")
-    dated = {"NRCA1": {early: crds_name("superbias", LATER_SUPERBIAS)}, "NRCB2": {early: crds_name("superbias", "9002")}}
+    dated = {
+        "NRCA1": {early: crds_name("superbias", LATER_SUPERBIAS)},
+        "NRCB2": {early: crds_name("superbias", "9002")},
+    }
     _write_mapping(mappings, other["superbias"], _rmap(other["superbias"], "superbias", dated))
     _write_mapping(mappings, "jwst_nircam_9001.imap", _imap("jwst_nircam_9001.imap", other))
     _write_mapping(mappings, OTHER_CONTEXT, _pmap(OTHER_CONTEXT, "jwst_nircam_9001.imap"))
@@ -434,7 +437,12 @@ def test_linearize_dark_with_crds_end_to_end(offline_crds, crds_cache, tmp_path)
     given = {t: crds_cache.ref(t, "9001") for t in REFTYPES}
     direct = linearize_dark(raw, tmp_path / "direct.fits", use_crds=False, include_dq=True, **given)
     with fits.open(via_crds) as a, fits.open(direct) as b:
-        for key, t in (("R_MASK", "mask"), ("R_SATURA", "saturation"), ("R_SUPERB", "superbias"), ("R_LINEAR", "linearity")):
+        for key, t in (
+            ("R_MASK", "mask"),
+            ("R_SATURA", "saturation"),
+            ("R_SUPERB", "superbias"),
+            ("R_LINEAR", "linearity"),
+        ):
             assert a[0].header[key] == "crds://" + crds_name(t, "9001")
             assert b[0].header[key] == crds_name(t, "9001")
         for ext in ("SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX", "PIXELDQ", "GROUPDQ"):

@@ -1,4 +1,4 @@
-"""File level: mirage_data.dark_linearization, mirage_data.calibration_files and the CLI.
+"""File level: mirage_data.darks.linearize, mirage_data.calibration.reference_files and the CLI.
 
 Real FITS files written with astropy; the numbers themselves are checked against the JWST
 pipeline in test_pipeline_equivalence.py, here against the in-memory chain.
@@ -19,8 +19,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 import jwst_reference_files as J
-from mirage_data import ramp_corrections as rc
-from mirage_data.calibration_files import (
+from mirage_data.calibration.reference_files import (
     CalibrationDirectory,
     CalibrationError,
     CalibrationPaths,
@@ -30,14 +29,15 @@ from mirage_data.calibration_files import (
     read_mask,
     resolve_calibration,
 )
-from mirage_data.catalog import linearized_name
-from mirage_data.dark_linearization import (
+from mirage_data.collection.catalog import linearized_name
+from mirage_data.darks.linearize import (
     DarkFormatError,
     default_output_name,
     find_raw_darks,
     linearize_all,
     linearize_dark,
 )
+from mirage_data.ramp import corrections as rc
 
 NRC_RAW = "NRCNRCA1-DARK-60082202011_1_481_SE_2016-01-09T00h03m58_level1b_uncal.fits"
 FGS_RAW = "FGSFGS-DARK-60090604481_1_497_SE_2016-01-09T06h00m42_dms_uncal.fits"
@@ -78,8 +78,9 @@ def _reference_result(raw_path, refs):
 
 def test_output_file_layout_and_values(tmp_path, raw_nrc, refs):
     seen = []
-    out = linearize_dark(raw_nrc, tmp_path / "lin.fits", include_dq=True, progress=lambda d, t: seen.append((d, t)),
-                         **refs["NRCA1"])
+    out = linearize_dark(
+        raw_nrc, tmp_path / "lin.fits", include_dq=True, progress=lambda d, t: seen.append((d, t)), **refs["NRCA1"]
+    )
     expected = _reference_result(raw_nrc, refs["NRCA1"])
     with fits.open(out) as h:
         h.verify("exception")
@@ -94,8 +95,17 @@ def test_output_file_layout_and_values(tmp_path, raw_nrc, refs):
         np.testing.assert_array_equal(h["PIXELDQ"].data, expected.pixeldq)
         np.testing.assert_array_equal(h["GROUPDQ"].data, expected.groupdq)
         p = h[0].header
-        for key, value in dict(READPATT="RAPID", NINTS=1, NGROUPS=3, NFRAMES=1, NSKIP=0, DETECTOR="NRCA1",
-                               INSTRUME="NIRCAM", FASTAXIS=-1, SLOWAXIS=2).items():
+        for key, value in dict(
+            READPATT="RAPID",
+            NINTS=1,
+            NGROUPS=3,
+            NFRAMES=1,
+            NSKIP=0,
+            DETECTOR="NRCA1",
+            INSTRUME="NIRCAM",
+            FASTAXIS=-1,
+            SLOWAXIS=2,
+        ).items():
             assert p[key] == value, key
         assert p["R_MASK"] == refs["NRCA1"]["mask"].name and p["R_LINEAR"] == refs["NRCA1"]["linearity"].name
         assert p["R_SATURA"] == refs["NRCA1"]["saturation"].name and p["R_SUPERB"] == refs["NRCA1"]["superbias"].name
@@ -163,18 +173,27 @@ def test_bad_raw_darks_are_clear_errors_and_leave_no_output(tmp_path, raw_nrc, r
     if case == "float":
         _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.float32))
     elif case == "subarray":
-        _write_sci(bad, np.zeros((1, 2, 64, 64), np.uint16), header={"SUBARRAY": "SUB64P", "INSTRUME": "NIRCAM",
-                                                                      "DETECTOR": "NRCA1", "FASTAXIS": -1, "SLOWAXIS": 2})
+        _write_sci(
+            bad,
+            np.zeros((1, 2, 64, 64), np.uint16),
+            header={"SUBARRAY": "SUB64P", "INSTRUME": "NIRCAM", "DETECTOR": "NRCA1", "FASTAXIS": -1, "SLOWAXIS": 2},
+        )
     elif case == "three_d":
         _write_sci(bad, np.zeros((2, 2048, 2048), np.uint16))
     elif case == "no_sci":
         _write_sci(bad, np.zeros((1, 1, 8, 8), np.uint16), extname="DATA")
     elif case == "detector":
-        _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.uint16), header={"INSTRUME": "NIRCAM", "DETECTOR": "NIS",
-                                                                         "FASTAXIS": -1, "SLOWAXIS": 2})
+        _write_sci(
+            bad,
+            np.zeros((1, 1, 2048, 2048), np.uint16),
+            header={"INSTRUME": "NIRCAM", "DETECTOR": "NIS", "FASTAXIS": -1, "SLOWAXIS": 2},
+        )
     elif case == "axes":
-        _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.uint16), header={"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1",
-                                                                         "FASTAXIS": 1, "SLOWAXIS": 1})
+        _write_sci(
+            bad,
+            np.zeros((1, 1, 2048, 2048), np.uint16),
+            header={"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1", "FASTAXIS": 1, "SLOWAXIS": 1},
+        )
     elif case == "gzip":
         with open(raw_nrc, "rb") as f, gzip.open(bad, "wb") as g:
             shutil.copyfileobj(f, g)
@@ -182,8 +201,11 @@ def test_bad_raw_darks_are_clear_errors_and_leave_no_output(tmp_path, raw_nrc, r
         data = raw_nrc.read_bytes()
         bad.write_bytes(data[: len(data) // 2])
     elif case == "zeroframe":
-        _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.uint16),
-                   extra=[fits.ImageHDU(np.zeros((1, 64, 64), np.uint16), name="ZEROFRAME")])
+        _write_sci(
+            bad,
+            np.zeros((1, 1, 2048, 2048), np.uint16),
+            extra=[fits.ImageHDU(np.zeros((1, 64, 64), np.uint16), name="ZEROFRAME")],
+        )
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises((DarkFormatError, ValueError)) as info:
@@ -193,8 +215,9 @@ def test_bad_raw_darks_are_clear_errors_and_leave_no_output(tmp_path, raw_nrc, r
 
 
 def test_group_averaged_with_inverse_linearity_is_refused(tmp_path, refs):
-    raw = J.write_raw_dark(tmp_path / "nrc_uncal.fits", "NRCA1", ramp=np.full((1, 1, 2048, 2048), 12000, np.uint16),
-                           nframes=2)
+    raw = J.write_raw_dark(
+        tmp_path / "nrc_uncal.fits", "NRCA1", ramp=np.full((1, 1, 2048, 2048), 12000, np.uint16), nframes=2
+    )
     lin = tmp_path / "lin_inv.fits"
     with fits.open(refs["NRCA1"]["linearity"]) as h:
         h.append(fits.ImageHDU(h["COEFFS"].data, name="INV_COEFFS"))
@@ -225,8 +248,11 @@ def _small_reference(path, reftype, detector="NRCA1", shape=(2048, 2048), ext=No
         ("saturation", lambda p: _small_reference(p, "SUPERBIAS", ext="SCI", shape=(8, 8)), "is a SUPERBIAS reference"),
         ("linearity", lambda p: _small_reference(p, "LINEARITY", ext="DQ", shape=(8, 8)), "no COEFFS extension"),
         ("linearity", lambda p: _small_reference(p, "LINEARITY", ext="COEFFS", shape=(1, 2048, 2048)), "ncoeffs >= 2"),
-        ("superbias", lambda p: _small_reference(p, "SUPERBIAS", ext="SCI", instrument="NIRISS", shape=(8, 8)),
-         "instrument NIRISS"),
+        (
+            "superbias",
+            lambda p: _small_reference(p, "SUPERBIAS", ext="SCI", instrument="NIRISS", shape=(8, 8)),
+            "instrument NIRISS",
+        ),
         ("superbias", lambda p: p.write_text("not fits"), "cannot be read"),
     ],
 )
@@ -256,7 +282,7 @@ def test_calibration_directory_matches_by_detector_and_date(tmp_path, refs):
     folder = tmp_path / "cal"
     folder.mkdir()
     for det in refs:
-        for t, p in refs[det].items():
+        for p in refs[det].values():
             shutil.copy(p, folder / p.name)
     # a newer mask for NRCA1 that is not yet valid for a 2016 dark, and one that is
     newer = folder / "jwst_nrca1_mask_2017.fits"
@@ -294,8 +320,15 @@ def test_crds_lookup_uses_the_crds_client(monkeypatch, refs):
         return {t: str(refs["NRCA1"][t]) for t in reftypes}
 
     monkeypatch.setattr(crds, "getreferences", fake_getreferences)
-    header = {"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1", "READPATT": "RAPID", "SUBARRAY": "FULL",
-              "EXP_TYPE": "NRC_DARK", "DATE-OBS": "2016-01-09", "TIME-OBS": "00:03:58"}
+    header = {
+        "INSTRUME": "NIRCAM",
+        "DETECTOR": "NRCA1",
+        "READPATT": "RAPID",
+        "SUBARRAY": "FULL",
+        "EXP_TYPE": "NRC_DARK",
+        "DATE-OBS": "2016-01-09",
+        "TIME-OBS": "00:03:58",
+    }
     paths = resolve_calibration(header)
     assert calls["observatory"] == "jwst" and calls["reftypes"] == ["mask", "saturation", "superbias", "linearity"]
     assert calls["params"]["meta.instrument.detector"] == "NRCA1"
@@ -342,7 +375,11 @@ def test_linearize_all_names_skips_and_reports(tmp_path, raw_nrc, refs):
         assert out == root / linearized_name(raw.relative_to(root).as_posix())
     events = []
     summary = linearize_all(root, calibration_dir=cal, use_crds=False, jobs=2, progress=events.append)
-    nrc_out = root / "nircam/darks/linearized/A1" / ("Linearized_Dark_and_SBRefpix_" + NRC_RAW.replace("_level1b_uncal", "_uncal"))
+    nrc_out = (
+        root
+        / "nircam/darks/linearized/A1"
+        / ("Linearized_Dark_and_SBRefpix_" + NRC_RAW.replace("_level1b_uncal", "_uncal"))
+    )
     fgs_out = root / "fgs/darks/linearized" / FGS_RAW.replace(".fits", "_linearized.fits")
     assert sorted(summary.done) == sorted([nrc_out, fgs_out])
     assert [r for r, _ in summary.failed] == [nis] and "no MASK reference file for NIRISS NIS" in summary.failed[0][1]
@@ -387,8 +424,20 @@ def test_cli_single_file_and_errors(tmp_path, raw_nrc, refs):
     r = refs["NRCA1"]
     runner = CliRunner()
     out = tmp_path / "o.fits"
-    args = ["linearize", str(raw_nrc), "--mask", str(r["mask"]), "--saturation", str(r["saturation"]),
-            "--superbias", str(r["superbias"]), "--linearity", str(r["linearity"]), "-o", str(out)]
+    args = [
+        "linearize",
+        str(raw_nrc),
+        "--mask",
+        str(r["mask"]),
+        "--saturation",
+        str(r["saturation"]),
+        "--superbias",
+        str(r["superbias"]),
+        "--linearity",
+        str(r["linearity"]),
+        "-o",
+        str(out),
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert out.exists() and "->" in result.output
@@ -400,8 +449,9 @@ def test_cli_single_file_and_errors(tmp_path, raw_nrc, refs):
     # folder output with the collection's name, files from a calibration folder
     dest = tmp_path / "dest"
     dest.mkdir()
-    result = runner.invoke(main, ["linearize", str(raw_nrc), "--calibration-dir", str(r["mask"].parent),
-                                  "--no-crds", "-o", str(dest)])
+    result = runner.invoke(
+        main, ["linearize", str(raw_nrc), "--calibration-dir", str(r["mask"].parent), "--no-crds", "-o", str(dest)]
+    )
     assert result.exit_code == 0, result.output
     assert [p.name for p in dest.iterdir()] == [default_output_name(NRC_RAW, "nircam")]
     result = runner.invoke(main, ["linearize"])
@@ -412,8 +462,18 @@ def test_cli_all_in_a_subprocess(tmp_path, raw_nrc, refs):
     root, nrc, fgs, nis = _mirage_data(tmp_path, raw_nrc)
     nis.unlink()
     env = dict(os.environ, MIRAGE_DATA=str(root))
-    cmd = [sys.executable, "-c", "from mirage_data.cli import main; main()", "linearize", "--all",
-           "--calibration-dir", str(refs["NRCA1"]["mask"].parent), "--no-crds", "-j", "2"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from mirage_data.cli import main; main()",
+        "linearize",
+        "--all",
+        "--calibration-dir",
+        str(refs["NRCA1"]["mask"].parent),
+        "--no-crds",
+        "-j",
+        "2",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "2 linearized, 0 already there, 0 failed" in done.stdout
@@ -430,11 +490,31 @@ def test_peak_memory_stays_below_the_ramp_size(tmp_path, refs):
     ngroups = 48
     path = tmp_path / "long_uncal.fits"
     primary = fits.PrimaryHDU()
-    primary.header.update({"INSTRUME": "NIRCAM", "DETECTOR": "NRCA1", "FASTAXIS": -1, "SLOWAXIS": 2,
-                           "NFRAMES": 1, "READPATT": "RAPID", "NINTS": 1, "NGROUPS": ngroups})
+    primary.header.update(
+        {
+            "INSTRUME": "NIRCAM",
+            "DETECTOR": "NRCA1",
+            "FASTAXIS": -1,
+            "SLOWAXIS": 2,
+            "NFRAMES": 1,
+            "READPATT": "RAPID",
+            "NINTS": 1,
+            "NGROUPS": ngroups,
+        }
+    )
     sci = fits.ImageHDU(name="SCI")
-    sci.header.update({"BITPIX": 16, "NAXIS": 4, "NAXIS1": 2048, "NAXIS2": 2048, "NAXIS3": ngroups, "NAXIS4": 1,
-                       "BZERO": 32768, "BSCALE": 1})
+    sci.header.update(
+        {
+            "BITPIX": 16,
+            "NAXIS": 4,
+            "NAXIS1": 2048,
+            "NAXIS2": 2048,
+            "NAXIS3": ngroups,
+            "NAXIS4": 1,
+            "BZERO": 32768,
+            "BSCALE": 1,
+        }
+    )
     with open(path, "wb") as f:  # stream the ramp to disk, group by group
         f.write(primary.header.tostring().encode())
         f.write(sci.header.tostring().encode())
@@ -445,16 +525,27 @@ def test_peak_memory_stays_below_the_ramp_size(tmp_path, refs):
     raw_bytes = path.stat().st_size
     # VmHWM: the peak of this process image only (ru_maxrss would include the forked parent)
     code = (
-        "import re, sys; from mirage_data.dark_linearization import linearize_dark; "
+        "import re, sys; from mirage_data.darks.linearize import linearize_dark; "
         "linearize_dark(sys.argv[1], sys.argv[2], mask=sys.argv[3], saturation=sys.argv[4], "
         "superbias=sys.argv[5], linearity=sys.argv[6]); "
         "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)) * 1024)"
     )
     r = refs["NRCA1"]
     done = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(tmp_path / "out.fits"), str(r["mask"]), str(r["saturation"]),
-         str(r["superbias"]), str(r["linearity"])],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(path),
+            str(tmp_path / "out.fits"),
+            str(r["mask"]),
+            str(r["saturation"]),
+            str(r["superbias"]),
+            str(r["linearity"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     peak = int(done.stdout.split()[-1])

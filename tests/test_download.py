@@ -13,11 +13,11 @@ import pytest
 from astropy.io import fits
 
 from mirage_data import download_reffiles
-from mirage_data.catalog import DETECTORS, INSTRUMENTS
+from mirage_data.collection.catalog import DETECTORS, INSTRUMENTS
+from mirage_data.collection.layout import find_cosmic_ray_libraries, find_darks, psf_library_folder
+from mirage_data.collection.selection import SelectionError
 from mirage_data.demo import run_demo
-from mirage_data.download import DownloadFolderError
-from mirage_data.layout import find_cosmic_ray_libraries, find_darks, psf_library_folder
-from mirage_data.selection import SelectionError
+from mirage_data.download.api import DownloadFolderError
 
 
 def layout_files(mirage_data: Path) -> set[str]:
@@ -37,9 +37,7 @@ def fetch(dest, server, catalog, *args, **kw):
 def test_default_selection_installs_what_mirage_finds(sample_server, tmp_path):
     server, catalog = sample_server
     # The seed's call, positionally, as Mirage's documentation gives it.
-    result = download_reffiles(
-        tmp_path, "all", "gridded", "linearized", mirror=server.url, catalog=catalog, quiet=True
-    )
+    result = download_reffiles(tmp_path, "all", "gridded", "linearized", mirror=server.url, catalog=catalog, quiet=True)
     mirage_data = tmp_path / "mirage_data"
     assert result.mirage_data == mirage_data
     assert result.export_lines[0] == f'export MIRAGE_DATA="{mirage_data}"'
@@ -49,7 +47,11 @@ def test_default_selection_installs_what_mirage_finds(sample_server, tmp_path):
             assert darks, (inst, det)
             with fits.open(darks[0]) as hdul:
                 assert [h.name for h in hdul] == ["PRIMARY", "SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX"]
-                assert hdul["SCI"].data.shape[-2:] == (2048, 2048) and hdul["SCI"].data.dtype.kind == "f" and hdul["SCI"].data.dtype.itemsize == 4
+                assert (
+                    hdul["SCI"].data.shape[-2:] == (2048, 2048)
+                    and hdul["SCI"].data.dtype.kind == "f"
+                    and hdul["SCI"].data.dtype.itemsize == 4
+                )
             assert not find_darks(mirage_data, inst, det, "raw")
             for lib in ("SUNMIN", "SUNMAX", "FLARES"):
                 assert find_cosmic_ray_libraries(mirage_data, inst, det, lib), (inst, det, lib)
@@ -84,8 +86,10 @@ def test_rerun_fetches_nothing_and_is_quick(sample_server, tmp_path):
     "kwargs, expect",
     [
         (dict(instrument="niriss", dark_type="raw"), {("niriss", "raw"): 2}),
-        (dict(instrument="fgs, NIRISS", dark_type="both", single_dark=True),
-         {("fgs", "raw"): 2, ("fgs", "linearized"): 2, ("niriss", "raw"): 1, ("niriss", "linearized"): 1}),
+        (
+            dict(instrument="fgs, NIRISS", dark_type="both", single_dark=True),
+            {("fgs", "raw"): 2, ("fgs", "linearized"): 2, ("niriss", "raw"): 1, ("niriss", "linearized"): 1},
+        ),
         (dict(instrument=["nircam"], single_dark=True), {("nircam", "linearized"): 10}),
         (dict(instrument="nircam", dark_type="raw"), {("nircam", "raw"): 11}),
     ],
@@ -183,8 +187,20 @@ def test_cli_download_prints_export_lines(sample_server, tmp_path):
     server, catalog = sample_server
     catalog_file = tmp_path / "catalog.tsv"
     catalog.write(catalog_file)
-    args = [sys.executable, "-m", "mirage_data", "download", str(tmp_path / "d"), "-i", "niriss", "--single-dark",
-            "--mirror", server.url, "--catalog", str(catalog_file)]
+    args = [
+        sys.executable,
+        "-m",
+        "mirage_data",
+        "download",
+        str(tmp_path / "d"),
+        "-i",
+        "niriss",
+        "--single-dark",
+        "--mirror",
+        server.url,
+        "--catalog",
+        str(catalog_file),
+    ]
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     mirage_data = tmp_path / "d" / "mirage_data"
@@ -202,15 +218,29 @@ def test_demo(tmp_path):
     mirage_data = tmp_path / "demo" / "mirage_data"
     assert result.export_lines[0] == f'export MIRAGE_DATA="{mirage_data}"'
     folders = {"/".join(f.split("/")[:2]) for f in layout_files(mirage_data)}
-    for needed in ("nircam/darks", "nircam/gridded_psf_library", "nircam/cosmic_ray_library", "nircam/reference_files",
-                   "niriss/darks", "niriss/ghosts", "niriss/soss_psfs", "fgs/darks", "fgs/gridded_psf_library"):
+    for needed in (
+        "nircam/darks",
+        "nircam/gridded_psf_library",
+        "nircam/cosmic_ray_library",
+        "nircam/reference_files",
+        "niriss/darks",
+        "niriss/ghosts",
+        "niriss/soss_psfs",
+        "fgs/darks",
+        "fgs/gridded_psf_library",
+    ):
         assert needed in folders, needed
     assert elapsed < 120  # generous: the README promises under a minute on 2 cores
-    out = subprocess.run([sys.executable, "-m", "mirage_data", "env", str(tmp_path / "demo")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mirage_data", "env", str(tmp_path / "demo")], capture_output=True, text=True
+    )
     assert out.returncode == 0 and 'export MIRAGE_DATA="' in out.stdout
     assert os.environ.get("MIRAGE_DATA") != str(mirage_data)
-    located = subprocess.run([sys.executable, "-m", "mirage_data", "locate", "NRCBLONG", "--mirage-data", str(mirage_data)],
-                             capture_output=True, text=True)
+    located = subprocess.run(
+        [sys.executable, "-m", "mirage_data", "locate", "NRCBLONG", "--mirage-data", str(mirage_data)],
+        capture_output=True,
+        text=True,
+    )
     assert located.returncode == 0, located.stderr
     assert "linearized darks: 1" in located.stdout and "nircam/darks/linearized/B5/" in located.stdout
     assert "gridded PSF libraries: 1" in located.stdout and "_nrcb5_" in located.stdout

@@ -13,14 +13,13 @@ import time
 
 import pytest
 
-from mirage_data.download import LockedError, download_reffiles, repair_install, run_lock
-from mirage_data.inventory import Inventory
-from mirage_data.loopback import CollectionServer
-from mirage_data.state import partial_path
-from mirage_data.transfer import recorded_bytes
-from mirage_data.upkeep import installed_status, verify_install
-
 from collections_for_tests import FGS_RAW, dark_bytes, make_collection
+from mirage_data.download.api import LockedError, download_reffiles, repair_install, run_lock
+from mirage_data.download.partial import recorded_bytes
+from mirage_data.install.inventory import Inventory
+from mirage_data.install.state import partial_path
+from mirage_data.install.upkeep import installed_status, verify_install
+from mirage_data.testing.server import CollectionServer
 
 RATE = 1_000_000  # bytes/s per connection: slow enough to interrupt mid-file
 
@@ -74,11 +73,13 @@ def test_kill_9_repeatedly_then_finish(slow_collection, tmp_path):
     server, catalog_file, raws, total = slow_collection
     dest = tmp_path / "dest"
     rels = list(raws)
-    for round_ in range(3):
+    for _round in range(3):
         before = recorded(dest, rels)
         proc = subprocess.Popen(cli(dest, server, catalog_file, "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # Let each run add about a sixth of the total before it dies.
-        wait_until(lambda: recorded(dest, rels) > before + total // 6 or proc.poll() is not None)
+        wait_until(
+            lambda before=before, proc=proc: recorded(dest, rels) > before + total // 6 or proc.poll() is not None
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
@@ -187,7 +188,10 @@ def test_cli_verify_exit_status(slow_collection, tmp_path):
     server, catalog_file, raws, total = slow_collection
     dest = tmp_path / "dest"
     download_reffiles(dest, "fgs", dark_type="raw", mirror=server.url, catalog=catalog_file, quiet=True)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "mirage_data", *a], capture_output=True, text=True)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "mirage_data", *args], capture_output=True, text=True)
+
     ok = run("verify", str(dest), "-q")
     assert ok.returncode == 0 and "verified" in ok.stdout
     (dest / "mirage_data" / list(raws)[0][:-3]).write_bytes(b"short")

@@ -12,7 +12,7 @@ import pytest
 import requests
 import urllib3
 
-from mirage_data.loopback import CollectionServer, Fault, RequestRecord, serve_in_subprocess
+from mirage_data.testing.server import CollectionServer, Fault, RequestRecord, serve_in_subprocess
 
 SIZE = 300_000
 
@@ -111,8 +111,16 @@ def test_missing_file_and_directories_404(server: CollectionServer) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["/../secret.txt", "/%2e%2e/secret.txt", "/sub/../../secret.txt", "/sub/%2E%2E/../secret.txt",
-     "//etc/passwd", "/%2Fetc%2Fpasswd", "/..%2Fsecret.txt", "/..\\secret.txt"],
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/sub/../../secret.txt",
+        "/sub/%2E%2E/../secret.txt",
+        "//etc/passwd",
+        "/%2Fetc%2Fpasswd",
+        "/..%2Fsecret.txt",
+        "/..\\secret.txt",
+    ],
 )
 def test_path_traversal_refused(server: CollectionServer, target: str) -> None:
     status, body = raw_get(server, target)
@@ -156,9 +164,7 @@ def test_range_unsatisfiable(server: CollectionServer, spec: str) -> None:
 
 
 @pytest.mark.parametrize("spec", ["bytes=0-9,20-29", "bytes=9-0", "items=0-9", "bytes=abc"])
-def test_multi_or_invalid_range_gives_full_body(
-    server: CollectionServer, data: bytes, spec: str
-) -> None:
+def test_multi_or_invalid_range_gives_full_body(server: CollectionServer, data: bytes, spec: str) -> None:
     r = requests.get(server.url + "data.bin", headers={"Range": spec}, timeout=5)
     assert r.status_code == 200
     assert r.content == data
@@ -263,12 +269,9 @@ def test_fault_truncate(server: CollectionServer, data: bytes) -> None:
     assert error is not None  # urllib3 notices the short body
 
 
-def test_fault_truncate_applies_to_the_requested_range(
-    server: CollectionServer, data: bytes
-) -> None:
+def test_fault_truncate_applies_to_the_requested_range(server: CollectionServer, data: bytes) -> None:
     server.add_faults("data.bin", Fault.truncate(after_bytes=100))
-    r = requests.get(server.url + "data.bin", headers={"Range": "bytes=1000-"}, stream=True,
-                     timeout=5)
+    r = requests.get(server.url + "data.bin", headers={"Range": "bytes=1000-"}, stream=True, timeout=5)
     assert r.status_code == 206
     received, _ = read_raw(r)
     assert received == data[1000:1100]

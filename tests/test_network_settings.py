@@ -11,11 +11,10 @@ import threading
 import pytest
 import requests
 
-from mirage_data.download import DownloadFailed, download_reffiles
-from mirage_data.loopback import CollectionServer
-from mirage_data.transfer import TransferOptions
-
 from collections_for_tests import FGS_RAW, dark_bytes, gz, make_collection
+from mirage_data.download.api import DownloadFailed, download_reffiles
+from mirage_data.download.transfer import TransferOptions
+from mirage_data.testing.server import CollectionServer
 
 
 @pytest.fixture
@@ -25,9 +24,26 @@ def tls_collection(tmp_path):
         pytest.fail("openssl is needed to make the test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -90,7 +106,9 @@ def test_proxy_from_environment(tmp_path, monkeypatch):
             monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
             monkeypatch.delenv("NO_PROXY", raising=False)
             monkeypatch.delenv("no_proxy", raising=False)
-            download_reffiles(tmp_path, "fgs", dark_type="raw", mirror=server.url, catalog=catalog, quiet=True, connections=1)
+            download_reffiles(
+                tmp_path, "fgs", dark_type="raw", mirror=server.url, catalog=catalog, quiet=True, connections=1
+            )
     finally:
         proxy.shutdown()
     assert (tmp_path / "mirage_data" / FGS_RAW[1][:-3]).read_bytes() == raw

@@ -22,9 +22,9 @@ import pytest
 from astropy.io import fits
 
 import jwst_reference_files as J
-from mirage_data import ramp_corrections as rc
-from mirage_data.calibration_files import CalibrationPaths, read_calibration
-from mirage_data.dark_linearization import linearize_dark
+from mirage_data.calibration.reference_files import CalibrationPaths, read_calibration
+from mirage_data.darks.linearize import linearize_dark
+from mirage_data.ramp import corrections as rc
 
 TOLERANCE = 1e-3  # DN
 
@@ -89,7 +89,12 @@ def test_nircam_rapid_file_equals_pipeline(tmp_path, crds_cache):
     # Mirage's ZEROFRAME for one-frame groups is group 0
     np.testing.assert_array_equal(ours["zeroframe"], pipe["sci"][:, 0])
     np.testing.assert_array_equal(ours["zerosbandrefpix"], pipe["sbandrefpix"][:, 0])
-    for key, name in (("R_MASK", "mask"), ("R_SATURA", "saturation"), ("R_SUPERB", "superbias"), ("R_LINEAR", "linearity")):
+    for key, name in (
+        ("R_MASK", "mask"),
+        ("R_SATURA", "saturation"),
+        ("R_SUPERB", "superbias"),
+        ("R_LINEAR", "linearity"),
+    ):
         assert ours["header"][key] == refs[name].name
     # the synthetic data reach the branches they are meant to
     groupdq = pipe["groupdq"]
@@ -97,8 +102,12 @@ def test_nircam_rapid_file_equals_pipeline(tmp_path, crds_cache):
     assert (pipe["pixeldq"] & rc.DQ["NO_LIN_CORR"]).any() and (pipe["pixeldq"] & rc.DQ["NO_SAT_CHECK"]).any()
     cal = read_calibration(CalibrationPaths(**refs), detector="NRCA1")
     prepared = rc.prepare_calibration(
-        mask_dq=cal.mask.dq, saturation=cal.saturation.threshold, saturation_dq=cal.saturation.dq,
-        superbias=cal.superbias.bias, superbias_dq=cal.superbias.dq, coeffs=cal.linearity.coeffs,
+        mask_dq=cal.mask.dq,
+        saturation=cal.saturation.threshold,
+        saturation_dq=cal.saturation.dq,
+        superbias=cal.superbias.bias,
+        superbias_dq=cal.superbias.dq,
+        coeffs=cal.linearity.coeffs,
         linearity_dq=cal.linearity.dq,
     )
     first = fits.getdata(raw, "SCI")[0, 0].astype(np.float32) - prepared.bias
@@ -184,32 +193,89 @@ def golden_inputs() -> dict:
     lin_dq = np.zeros_like(mask)
     lin_dq[h == 556] |= rc.DQ["NO_LIN_CORR"]
     return dict(
-        raw=ramp, mask_dq=mask, saturation=sat, saturation_dq=sat_dq, superbias=superbias,
-        superbias_dq=bias_dq, coeffs=coeffs, linearity_dq=lin_dq, fastaxis=1, slowaxis=-2,
+        raw=ramp,
+        mask_dq=mask,
+        saturation=sat,
+        saturation_dq=sat_dq,
+        superbias=superbias,
+        superbias_dq=bias_dq,
+        coeffs=coeffs,
+        linearity_dq=lin_dq,
+        fastaxis=1,
+        slowaxis=-2,
     )
 
 
 #: (group, y, x) sampled pixels: interior, reference rows and columns, saturated, zero, NaN-bias,
 #: NO_LIN_CORR and zero-slope pixels.
 GOLDEN_PIXELS = [
-    (0, 1000, 1000), (1, 1000, 1000), (2, 1000, 1000), (2, 0, 0), (2, 2047, 2047), (1, 3, 700),
-    (2, 2045, 1500), (0, 1024, 2), (2, 600, 2046), (2, 17, 1291), (1, 1500, 3),
-    (1, 9, 100), (2, 9, 100), (2, 9, 1142), (2, 9, 780), (2, 9, 835), (2, 9, 1013), (2, 8, 833),
-    (2, 9, 420), (2, 9, 515), (1, 9, 101),
+    (0, 1000, 1000),
+    (1, 1000, 1000),
+    (2, 1000, 1000),
+    (2, 0, 0),
+    (2, 2047, 2047),
+    (1, 3, 700),
+    (2, 2045, 1500),
+    (0, 1024, 2),
+    (2, 600, 2046),
+    (2, 17, 1291),
+    (1, 1500, 3),
+    (1, 9, 100),
+    (2, 9, 100),
+    (2, 9, 1142),
+    (2, 9, 780),
+    (2, 9, 835),
+    (2, 9, 1013),
+    (2, 8, 833),
+    (2, 9, 420),
+    (2, 9, 515),
+    (1, 9, 101),
 ]
 #: From jwst 3.0.0 on `golden_inputs` (see test_golden_numbers_match_jwst).
 GOLDEN_SCI = [
-    3.4103591442108154, 2.1694140434265137, 1.3654439449310303, -23.134231567382812, 9.81872844696045,
-    -1.9773852825164795, -19.12560272216797, -4.507575988769531, 0.3641778528690338, 2.3068065643310547,
-    -0.250103235244751, 34596.40234375, 48874.36328125, -11006.212890625, 11302.5693359375,
-    6.435262680053711, 3.435262680053711, 11.195144653320312, -5.162933826446533, -23.08774757385254,
+    3.4103591442108154,
+    2.1694140434265137,
+    1.3654439449310303,
+    -23.134231567382812,
+    9.81872844696045,
+    -1.9773852825164795,
+    -19.12560272216797,
+    -4.507575988769531,
+    0.3641778528690338,
+    2.3068065643310547,
+    -0.250103235244751,
+    34596.40234375,
+    48874.36328125,
+    -11006.212890625,
+    11302.5693359375,
+    6.435262680053711,
+    3.435262680053711,
+    11.195144653320312,
+    -5.162933826446533,
+    -23.08774757385254,
     6.549447536468506,
 ]
 GOLDEN_SB = [
-    11113.107421875, 11126.3408203125, 11139.1396484375, 11033.634765625, 11386.681640625,
-    11273.474609375, 11196.5283203125, 11145.0078125, 11416.134765625, 11148.2060546875,
-    11176.7490234375, 11113.02734375, 11125.63671875, 11124.630859375, 35.833984375,
-    11285.564453125, 11282.564453125, 11304.3046875, 11080.634765625, 11306.564453125,
+    11113.107421875,
+    11126.3408203125,
+    11139.1396484375,
+    11033.634765625,
+    11386.681640625,
+    11273.474609375,
+    11196.5283203125,
+    11145.0078125,
+    11416.134765625,
+    11148.2060546875,
+    11176.7490234375,
+    11113.02734375,
+    11125.63671875,
+    11124.630859375,
+    35.833984375,
+    11285.564453125,
+    11282.564453125,
+    11304.3046875,
+    11080.634765625,
+    11306.564453125,
     11260.0048828125,
 ]
 #: sum of SCI, sum of SBANDREFPIX (float64), sum of GROUPDQ, sum of PIXELDQ
@@ -259,9 +325,7 @@ def test_golden_numbers_match_jwst(tmp_path, crds_cache):
     _, result = _golden_result()
     ours = {"sci": result.sci, "sbandrefpix": result.sbandrefpix, "pixeldq": result.pixeldq, "groupdq": result.groupdq}
     _compare(ours, pipe, "golden NRCB1 1x3")
-    sci, sb, sums = _golden_summary(
-        rc.RampResult(pipe["sci"], pipe["sbandrefpix"], pipe["pixeldq"], pipe["groupdq"])
-    )
+    sci, sb, sums = _golden_summary(rc.RampResult(pipe["sci"], pipe["sbandrefpix"], pipe["pixeldq"], pipe["groupdq"]))
     np.testing.assert_allclose(sci, GOLDEN_SCI, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(sb, GOLDEN_SB, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(sums[:2], GOLDEN_SUMS[:2], rtol=1e-9)

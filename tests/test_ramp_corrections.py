@@ -1,4 +1,4 @@
-"""Unit tests of mirage_data.ramp_corrections (the algorithms, on arrays).
+"""Unit tests of mirage_data.ramp.corrections (the algorithms, on arrays).
 
 Small arrays where the algorithm allows (saturation, linearity, medians, clipping), compared
 with straightforward re-implementations or with stcal's own functions (stcal comes with jwst,
@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from mirage_data import ramp_corrections as rc
+from mirage_data.ramp import corrections as rc
 
 DNU, SAT, AD = rc.DQ["DO_NOT_USE"], rc.DQ["SATURATED"], rc.DQ["AD_FLOOR"]
 _HAVE_STCAL = importlib.util.find_spec("stcal") is not None
@@ -54,7 +54,7 @@ def test_initialize_dq_ors_mask_and_propagates_do_not_use():
 def _dilate_brute(mask, n):
     out = np.zeros_like(mask)
     ny, nx = mask.shape
-    for y, x in zip(*np.nonzero(mask)):
+    for y, x in zip(*np.nonzero(mask), strict=True):
         out[max(0, y - n) : y + n + 1, max(0, x - n) : x + n + 1] = True
     return out
 
@@ -120,8 +120,16 @@ def test_saturation_equals_stcal(nframes, grow):
     pattern = rc.read_pattern(ngroups, nframes)
 
     gdq_stcal, pdq_stcal, _ = flag_saturated_pixels(
-        data.copy(), gdq0.copy(), np.zeros(shape, np.uint32), thr.copy(), sat_dq.copy(), rc.ATOD_LIMIT,
-        rc.DQ, n_pix_grow_sat=grow, read_pattern=pattern, bias=bias.copy(),
+        data.copy(),
+        gdq0.copy(),
+        np.zeros(shape, np.uint32),
+        thr.copy(),
+        sat_dq.copy(),
+        rc.ATOD_LIMIT,
+        rc.DQ,
+        n_pix_grow_sat=grow,
+        read_pattern=pattern,
+        bias=bias.copy(),
     )
     ref = rc.prepare_saturation(thr, sat_dq, bias)
     ours = rc.flag_saturation(data, gdq0.copy(), ref, nframes=nframes, n_pix_grow_sat=grow)
@@ -153,7 +161,7 @@ def test_saturation_state_streams_in_tiles_like_whole_groups():
     out_whole += whole.finish()
     out_tiled += tiled.finish()
     assert [g for g, _ in out_whole] == [0, 1, 2, 3] == [g for g, _ in out_tiled]
-    for (_, a), (_, b) in zip(out_whole, out_tiled):
+    for (_, a), (_, b) in zip(out_whole, out_tiled, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -192,10 +200,15 @@ def test_linearity_equals_stcal():
     data = rng.uniform(-100, 60000, (2, 3, 16, 16)).astype(np.float32)
     gdq = np.zeros(data.shape, np.uint8)
     gdq[:, 2, :4] = SAT
-    coeffs = np.stack([
-        rng.normal(0, 2, (16, 16)), rng.normal(1, 0.01, (16, 16)), rng.normal(2e-6, 1e-7, (16, 16)),
-        rng.normal(3e-11, 1e-12, (16, 16)), rng.normal(-1e-16, 1e-17, (16, 16)),
-    ]).astype(np.float32)
+    coeffs = np.stack(
+        [
+            rng.normal(0, 2, (16, 16)),
+            rng.normal(1, 0.01, (16, 16)),
+            rng.normal(2e-6, 1e-7, (16, 16)),
+            rng.normal(3e-11, 1e-12, (16, 16)),
+            rng.normal(-1e-16, 1e-17, (16, 16)),
+        ]
+    ).astype(np.float32)
     coeffs[2, 5, 5] = np.nan
     coeffs[1, 6, 6] = 0
     lin_dq = np.zeros((16, 16), np.uint32)
@@ -327,8 +340,14 @@ def small_calibration():
     coeffs, lin_dq = J.make_linearity(4)
     raw = J.make_ramp("NRCB2", ngroups=3, nints=1, seed=int(rng.integers(100)), bias=clean_bias)
     return dict(
-        raw=raw, mask_dq=rc.apply_dq_definitions(mask, mask_def), saturation=sat, saturation_dq=sat_dq,
-        superbias=bias, superbias_dq=bias_dq, coeffs=coeffs, linearity_dq=lin_dq,
+        raw=raw,
+        mask_dq=rc.apply_dq_definitions(mask, mask_def),
+        saturation=sat,
+        saturation_dq=sat_dq,
+        superbias=bias,
+        superbias_dq=bias_dq,
+        coeffs=coeffs,
+        linearity_dq=lin_dq,
     )
 
 

@@ -1,4 +1,4 @@
-"""Tests of the sample-collection generator (mirage_data.sample)."""
+"""Tests of the sample-collection generator (mirage_data.testing.sample)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mirage_data import sample
-from mirage_data.catalog import DETECTORS, crds_detector_name, linearized_name, load_catalog
-from mirage_data.sample import DETECTOR_AXES, make_sample_collection, sample_entries
+from mirage_data.collection.catalog import DETECTORS, crds_detector_name, linearized_name, load_catalog
+from mirage_data.testing import sample
+from mirage_data.testing.sample import DETECTOR_AXES, make_sample_collection, sample_entries
 
 NGROUPS = 2
 INSTRUME = {"nircam": "NIRCAM", "niriss": "NIRISS", "fgs": "FGS"}
@@ -32,8 +32,7 @@ def generated(tmp_path_factory):
     start = time.perf_counter()
     catalog = make_sample_collection(root, ngroups=NGROUPS)
     elapsed = time.perf_counter() - start
-    print(f"\nsample collection: {len(catalog)} files, {sum(e.size for e in catalog) / 1e6:.0f} MB "
-          f"in {elapsed:.1f} s")
+    print(f"\nsample collection: {len(catalog)} files, {sum(e.size for e in catalog) / 1e6:.0f} MB in {elapsed:.1f} s")
     return root, catalog
 
 
@@ -67,9 +66,7 @@ def test_catalog_round_trips(generated):
     real = load_catalog()
     for e in catalog:  # same paths and classification as the real collection
         r = real.get(e.relative_path)
-        assert (e.instrument, e.group, e.dark_kind, e.detectors) == (
-            r.instrument, r.group, r.dark_kind, r.detectors
-        )
+        assert (e.instrument, e.group, e.dark_kind, e.detectors) == (r.instrument, r.group, r.dark_kind, r.detectors)
 
 
 def test_catalog_holds_every_non_dark_file(generated):
@@ -160,8 +157,12 @@ def test_raw_and_linearized_data(generated, instrument):
     with fits.open(root / linearized_name(raw.relative_path)) as hdus:
         names = ["PRIMARY", "SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX"]
         assert [h.name for h in hdus] == names
-        for name, shape in [("SCI", (1, NGROUPS, 2048, 2048)), ("SBANDREFPIX", (1, NGROUPS, 2048, 2048)),
-                            ("ZEROFRAME", (1, 2048, 2048)), ("ZEROSBANDREFPIX", (1, 2048, 2048))]:
+        for name, shape in [
+            ("SCI", (1, NGROUPS, 2048, 2048)),
+            ("SBANDREFPIX", (1, NGROUPS, 2048, 2048)),
+            ("ZEROFRAME", (1, 2048, 2048)),
+            ("ZEROSBANDREFPIX", (1, 2048, 2048)),
+        ]:
             data = hdus[name].data
             assert data.shape == shape, name
             assert data.dtype.kind == "f" and data.dtype.itemsize == 4, name
@@ -220,7 +221,7 @@ def test_archive_members_are_in_the_mirage_layout(generated):
             assert not m.name.startswith("/") and ".." not in PurePosixPath(m.name).parts
             assert m.name in ("mirage_data", prefix.rstrip("/")) or m.name.startswith(prefix), m.name
         for m in files:
-            assert m.name.startswith(folder) and "/" not in m.name[len(folder):], m.name
+            assert m.name.startswith(folder) and "/" not in m.name[len(folder) :], m.name
         names = {m.name for m in members}
         for m in files:  # every folder above a file has its own entry
             for parent in list(PurePosixPath(m.name).parents)[:-1]:
@@ -273,8 +274,7 @@ def test_psf_libraries_load_and_evaluate_with_photutils(generated, tmp_path):
     for instrument in ("nircam", "niriss", "fgs"):
         path = next((tmp_path / f"mirage_data/{instrument}/gridded_psf_library").glob("*.fits"))
         header = fits.getheader(path)
-        for key in ("INSTRUME", "DETECTOR", "FILTER", "PUPIL", "OPD_FILE", "OPDSLICE", "OVERSAMP",
-                    "NUM_PSFS"):
+        for key in ("INSTRUME", "DETECTOR", "FILTER", "PUPIL", "OPD_FILE", "OPDSLICE", "OVERSAMP", "NUM_PSFS"):
             assert key in header, key
         assert header["NUM_PSFS"] == 4 and re.fullmatch(r"\(\d+\.\d, \d+\.\d\)", header["DET_YX0"])
         model = GriddedPSFModel.read(path)  # identified as the WebbPSF format
@@ -370,8 +370,7 @@ def test_moved_folder_is_re_pointed_without_regenerating(generated, tmp_path):
 
 def test_other_parameters_are_not_taken_for_done(generated):
     root, _ = generated
-    same = {"generator_version": sample._GENERATOR_VERSION, "ngroups": NGROUPS, "extra_darks": True,
-            "seed": 0}
+    same = {"generator_version": sample._GENERATOR_VERSION, "ngroups": NGROUPS, "extra_darks": True, "seed": 0}
     assert sample._existing_sample(root, same) is not None
     for change in ({"ngroups": 3}, {"seed": 1}, {"extra_darks": False}):
         assert sample._existing_sample(root, {**same, **change}) is None
@@ -381,8 +380,7 @@ def test_missing_or_truncated_file_is_not_taken_for_done(tmp_path):
     # A tiny fake "generation": one archive plus catalog and parameters.
     entry = next(e for e in load_catalog() if e.group == "ghosts")
     size, sha256 = sample._write_archive(tmp_path, entry, 0)[entry.relative_path]
-    params = {"generator_version": sample._GENERATOR_VERSION, "ngroups": 1, "extra_darks": True,
-              "seed": 0}
+    params = {"generator_version": sample._GENERATOR_VERSION, "ngroups": 1, "extra_darks": True, "seed": 0}
     (tmp_path / sample._PARAMS_NAME).write_text(json.dumps(params))
     checksums = {entry.relative_path: (size, sha256)}
     load_catalog().subset([entry.relative_path]).with_checksums(checksums).write(tmp_path / "catalog.tsv")

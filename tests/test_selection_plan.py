@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from mirage_data.catalog import DETECTORS, Catalog, CatalogEntry, load_catalog
-from mirage_data.download import download_reffiles
-from mirage_data.plan import NotEnoughSpace, make_plan
-from mirage_data.selection import Selection, SelectionError, parse_instruments
+from mirage_data.collection.catalog import DETECTORS, Catalog, CatalogEntry, load_catalog
+from mirage_data.collection.selection import Selection, SelectionError, parse_instruments
+from mirage_data.download.api import download_reffiles
+from mirage_data.download.plan import NotEnoughSpace, make_plan
 
 CATALOG = load_catalog()
 
@@ -25,7 +25,9 @@ def test_catalog_has_the_whole_collection():
     for e in CATALOG:
         if e.is_dark:
             assert e.detector in DETECTORS[e.instrument]
-            assert e.install_path.endswith(".fits") and e.install_path.startswith(f"{e.instrument}/darks/{e.dark_kind}/")
+            assert e.install_path.endswith(".fits") and e.install_path.startswith(
+                f"{e.instrument}/darks/{e.dark_kind}/"
+            )
         else:
             assert e.is_archive
 
@@ -95,13 +97,17 @@ def test_skips(kwargs, absent_groups):
 
 
 def test_dark_types():
-    kinds = lambda dt: {e.dark_kind for e in Selection(dark_type=dt).files(CATALOG) if e.is_dark}
+    def kinds(dark_type):
+        return {e.dark_kind for e in Selection(dark_type=dark_type).files(CATALOG) if e.is_dark}
+
     assert kinds("raw") == {"raw"} and kinds("linearized") == {"linearized"} and kinds("both") == {"raw", "linearized"}
 
 
 def test_plan_refuses_what_will_not_fit(tmp_path):
     huge = Catalog(
-        entries=(CatalogEntry("fgs", "darks", CATALOG.entries[-30].relative_path, "raw", ("GUIDER2",), approx_size=10**16),),
+        entries=(
+            CatalogEntry("fgs", "darks", CATALOG.entries[-30].relative_path, "raw", ("GUIDER2",), approx_size=10**16),
+        ),
     )
     plan = make_plan(tmp_path, Selection(instrument="fgs", dark_type="raw"), huge)
     with pytest.raises(NotEnoughSpace, match="needs about 20 PB"):
@@ -120,18 +126,25 @@ def test_cli_plan_nircam_single_dark(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    darks = [l for l in lines if "nircam/darks/linearized/" in l]
+    darks = [line for line in lines if "nircam/darks/linearized/" in line]
     assert len(darks) == 10
     for det in DETECTORS["nircam"]:
-        assert any(f"/linearized/{det}/" in l for l in darks)
-    for name in ("_gridded_psf_library.tar.gz", "psf_wings_library", "mirage_nircam_cr_library", "nircam_distortion_files"):
-        assert any(name in l for l in lines), name
+        assert any(f"/linearized/{det}/" in line for line in darks)
+    for name in (
+        "_gridded_psf_library.tar.gz",
+        "psf_wings_library",
+        "mirage_nircam_cr_library",
+        "nircam_distortion_files",
+    ):
+        assert any(name in line for line in lines), name
     assert "63.8 GB" in out.stdout and "To fetch: 17 files" in out.stdout
 
 
 def test_cli_bad_value_is_a_clear_error(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "mirage_data", "plan", str(tmp_path), "--dark-type", "lin"], capture_output=True, text=True
+        [sys.executable, "-m", "mirage_data", "plan", str(tmp_path), "--dark-type", "lin"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 2
     assert "accepted: linearized, raw, both" in out.stderr

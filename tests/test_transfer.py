@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from mirage_data.download import DownloadFailed, download_reffiles
-from mirage_data.loopback import CollectionServer, Fault
-from mirage_data.state import partial_path
-from mirage_data.transfer import TransferOptions, merge_ranges, missing_ranges, split_ranges
-
 from collections_for_tests import FGS_RAW, dark_bytes, gz, make_collection
+from mirage_data.download.api import DownloadFailed, download_reffiles
+from mirage_data.download.partial import merge_ranges, missing_ranges, split_ranges
+from mirage_data.download.transfer import TransferOptions
+from mirage_data.install.state import partial_path
+from mirage_data.testing.server import CollectionServer, Fault
 
 FAST = TransferOptions(backoff=0.02, max_backoff=0.5, read_timeout=1.0, connect_timeout=2.0, retries=3)
 SEGMENT = 256 << 10  # small segments so a few-MB file uses several connections

@@ -1,5 +1,8 @@
 """mirage-data: get, check and prepare the Mirage JWST reference-file collection.
 
+The public names below are loaded on first use, so that ``import mirage_data.ramp`` (or a
+worker process that only linearizes darks) does not pay for the HTTP and gzip stack.
+
 Examples
 --------
 >>> from mirage_data import download_reffiles
@@ -8,29 +11,42 @@ Examples
 'export MIRAGE_DATA="/data/reffiles/mirage_data"'
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
 
-from .catalog import Catalog, CatalogEntry, load_catalog
-from .download import DownloadFailed, DownloadResult, download_reffiles, repair_install
-from .plan import NotEnoughSpace, Plan, make_plan
-from .selection import Selection, SelectionError
-from .transfer import TransferOptions
-from .upkeep import installed_status, verify_install
+# public name -> module that defines it
+_PUBLIC = {
+    "Catalog": "mirage_data.collection.catalog",
+    "CatalogEntry": "mirage_data.collection.catalog",
+    "load_catalog": "mirage_data.collection.catalog",
+    "Selection": "mirage_data.collection.selection",
+    "SelectionError": "mirage_data.collection.selection",
+    "DownloadFailed": "mirage_data.download.errors",
+    "DownloadResult": "mirage_data.download.api",
+    "download_reffiles": "mirage_data.download.api",
+    "repair_install": "mirage_data.download.api",
+    "NotEnoughSpace": "mirage_data.download.errors",
+    "Plan": "mirage_data.download.plan",
+    "make_plan": "mirage_data.download.plan",
+    "TransferOptions": "mirage_data.download.transfer",
+    "installed_status": "mirage_data.install.upkeep",
+    "verify_install": "mirage_data.install.upkeep",
+}
 
-__all__ = [
-    "Catalog",
-    "CatalogEntry",
-    "DownloadFailed",
-    "DownloadResult",
-    "NotEnoughSpace",
-    "Plan",
-    "Selection",
-    "SelectionError",
-    "TransferOptions",
-    "download_reffiles",
-    "installed_status",
-    "load_catalog",
-    "make_plan",
-    "repair_install",
-    "verify_install",
-]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mirage_data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -1,5 +1,5 @@
 """``python -m mirage_data`` runs the ``mirage-data`` command."""
 
-from .cli import main
+from mirage_data.cli import main
 
 main(prog_name="mirage-data")

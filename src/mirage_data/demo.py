@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .download import DownloadResult, download_reffiles
-from .loopback import CollectionServer
-from .progress import QuietProgress
-from .sample import make_sample_collection
+from mirage_data.download.api import DownloadResult, download_reffiles
+from mirage_data.progress import QuietProgress
+from mirage_data.testing.sample import make_sample_collection
+from mirage_data.testing.server import CollectionServer
 
 DEFAULT_DEMO_FOLDER = "mirage-data-demo"
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import IO
 
-from .units import format_duration, format_size
+from mirage_data.units import format_duration, format_size
 
 
 class QuietProgress:

@@ -19,27 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .catalog import CatalogEntry
-from .install import (
+from mirage_data.collection.catalog import CatalogEntry
+from mirage_data.install.inventory import Inventory, Record, sha256_of
+from mirage_data.install.state import archives_dir, partial_path
+from mirage_data.install.unpack import (
     CorruptDownload,
     GunzipReader,
     StagedInstall,
     UnsafeArchive,
     extract_archive,
 )
-from .inventory import Inventory, Record, sha256_of
-from .progress import QuietProgress
-from .state import archives_dir, partial_path
-from .transfer import (
-    Cancelled,
-    HttpDownload,
-    LocalReader,
-    PartialFile,
-    StreamReader,
-    StreamRestarted,
-    TransferError,
-    TransferOptions,
-)
+from mirage_data.progress import QuietProgress
+
+from .partial import Cancelled, PartialFile, StreamRestarted
+from .transfer import HttpDownload, LocalReader, StreamReader, TransferError, TransferOptions
 
 
 @dataclass

@@ -14,9 +14,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Catalog, CatalogError, grouped, load_catalog
+from mirage_data.collection.catalog import Catalog, CatalogError, grouped, load_catalog
+from mirage_data.io.atomic import atomic_write_text
+from mirage_data.progress import QuietProgress
+
 from .inventory import INSTALLED, MODIFIED, Inventory
-from .progress import QuietProgress
 from .state import state_dir
 
 SOURCE_RECORD = "source.json"
@@ -48,9 +50,7 @@ def remember_source(mirage_data: Path, base: str, catalog: Catalog) -> None:
     folder = state_dir(mirage_data)
     folder.mkdir(parents=True, exist_ok=True)
     catalog.write(folder / CATALOG_COPY)
-    tmp = folder / (SOURCE_RECORD + ".tmp")
-    tmp.write_text(json.dumps({"base": base}))
-    os.replace(tmp, folder / SOURCE_RECORD)
+    atomic_write_text(folder / SOURCE_RECORD, json.dumps({"base": base}))
 
 
 def remembered_catalog(mirage_data: Path) -> Catalog:

@@ -26,14 +26,14 @@ CRDS cache (``CRDS_PATH``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from astropy.io import fits
 
-from .ramp_corrections import FULL_FRAME, apply_dq_definitions
+from mirage_data.ramp.corrections import FULL_FRAME, apply_dq_definitions
 
 __all__ = [
     "REFTYPES",
@@ -163,7 +163,9 @@ def image_layout(hdul: fits.HDUList, index: int) -> ImageLayout:
     )
 
 
-def read_rows(fd: int, layout: ImageLayout, first_row: int, out: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray:
+def read_rows(
+    fd: int, layout: ImageLayout, first_row: int, out: np.ndarray, buffer: np.ndarray | None = None
+) -> np.ndarray:
     """Read consecutive rows (of the flattened leading axes) into *out*.
 
     Parameters
@@ -264,14 +266,11 @@ def _open_reference(
             ftype = _norm(header.get("REFTYPE"))
             if ftype and ftype != reftype.upper():
                 raise CalibrationError(
-                    f"{what} is a {ftype} reference file (REFTYPE = {ftype!r}); "
-                    f"a {reftype.upper()} file is needed here"
+                    f"{what} is a {ftype} reference file (REFTYPE = {ftype!r}); a {reftype.upper()} file is needed here"
                 )
             file_det, file_inst = _norm(header.get("DETECTOR")), _norm(header.get("INSTRUME"))
             if detector and file_det and file_det not in (_norm(detector), "ANY", "N/A"):
-                raise CalibrationError(
-                    f"{what} is for detector {file_det}, but the raw dark is from {_norm(detector)}"
-                )
+                raise CalibrationError(f"{what} is for detector {file_det}, but the raw dark is from {_norm(detector)}")
             if instrument and file_inst and file_inst != _norm(instrument):
                 raise CalibrationError(
                     f"{what} is for instrument {file_inst}, but the raw dark is from {_norm(instrument)}"
@@ -307,8 +306,10 @@ def _open_reference(
             if "DQ_DEF" in names:
                 table = hdul[names.index("DQ_DEF")].data
                 if table is not None and len(table) and {"VALUE", "NAME"} <= {c.upper() for c in table.names}:
-                    dq_def = np.array([(int(r["VALUE"]), str(r["NAME"])) for r in table],
-                                      dtype=[("VALUE", np.uint32), ("NAME", "U40")])
+                    dq_def = np.array(
+                        [(int(r["VALUE"]), str(r["NAME"])) for r in table],
+                        dtype=[("VALUE", np.uint32), ("NAME", "U40")],
+                    )
     except CalibrationError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -445,7 +446,9 @@ class Calibration:
         return {HEADER_KEYWORDS[t]: getattr(self, t).name for t in REFTYPES}
 
 
-def read_calibration(paths: CalibrationPaths, *, detector: str | None = None, instrument: str | None = None) -> Calibration:
+def read_calibration(
+    paths: CalibrationPaths, *, detector: str | None = None, instrument: str | None = None
+) -> Calibration:
     """Read and check the four reference files of *paths* for a raw dark of *detector*."""
     kw = dict(detector=detector, instrument=instrument)
     return Calibration(
@@ -529,7 +532,9 @@ class CalibrationDirectory:
 
     def resolve(self, header: Mapping) -> CalibrationPaths:
         """Paths of all four reference files for a raw dark with primary *header*."""
-        kw = dict(instrument=header.get("INSTRUME", ""), detector=header.get("DETECTOR", ""), date=header.get("DATE-OBS"))
+        kw = dict(
+            instrument=header.get("INSTRUME", ""), detector=header.get("DETECTOR", ""), date=header.get("DATE-OBS")
+        )
         return CalibrationPaths(**{t: self.select(t, **kw) for t in REFTYPES})
 
 
@@ -611,7 +616,7 @@ def resolve_calibration(
     saturation: str | os.PathLike | None = None,
     superbias: str | os.PathLike | None = None,
     linearity: str | os.PathLike | None = None,
-    calibration_dir: "str | os.PathLike | CalibrationDirectory | None" = None,
+    calibration_dir: str | os.PathLike | CalibrationDirectory | None = None,
     use_crds: bool = True,
     crds_context: str | None = None,
 ) -> CalibrationPaths:
@@ -639,8 +644,14 @@ def resolve_calibration(
     names: dict[str, str] = {}
     missing = [t for t in REFTYPES if t not in paths]
     if missing and calibration_dir is not None:
-        directory = calibration_dir if isinstance(calibration_dir, CalibrationDirectory) else CalibrationDirectory(calibration_dir)
-        kw = dict(instrument=header.get("INSTRUME", ""), detector=header.get("DETECTOR", ""), date=header.get("DATE-OBS"))
+        directory = (
+            calibration_dir
+            if isinstance(calibration_dir, CalibrationDirectory)
+            else CalibrationDirectory(calibration_dir)
+        )
+        kw = dict(
+            instrument=header.get("INSTRUME", ""), detector=header.get("DETECTOR", ""), date=header.get("DATE-OBS")
+        )
         for t in missing:
             paths[t] = directory.select(t, **kw)
         missing = []

@@ -21,7 +21,7 @@ memory.
 Examples
 --------
 >>> import numpy as np
->>> from mirage_data.ramp_corrections import apply_linearity
+>>> from mirage_data.ramp.corrections import apply_linearity
 >>> data = np.array([[100.0, 60000.0]], np.float32)
 >>> gdq = np.array([[0, 2]], np.uint8)  # the second pixel is SATURATED: left as it is
 >>> coeffs = np.array([[[0.0, 0.0]], [[1.0, 1.0]], [[1e-5, 1e-5]]], np.float32)
@@ -32,8 +32,8 @@ Examples
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -107,8 +107,10 @@ DQ = {
 }
 
 #: Group data-quality flags (the subset of `DQ` that GROUPDQ uses).
-GROUP_DQ = {k: DQ[k] for k in ("GOOD", "DO_NOT_USE", "SATURATED", "JUMP_DET", "DROPOUT",
-                               "PERSISTENCE", "AD_FLOOR", "CHARGELOSS")}
+GROUP_DQ = {
+    k: DQ[k]
+    for k in ("GOOD", "DO_NOT_USE", "SATURATED", "JUMP_DET", "DROPOUT", "PERSISTENCE", "AD_FLOOR", "CHARGELOSS")
+}
 
 DO_NOT_USE = DQ["DO_NOT_USE"]
 SATURATED = DQ["SATURATED"]
@@ -353,10 +355,12 @@ class SaturationState:
     @classmethod
     def start(
         cls, reference: SaturationReference, ngroups: int, pattern: list | None, n_pix_grow_sat: int = 1
-    ) -> "SaturationState":
+    ) -> SaturationState:
         """State at the start of an integration."""
         shape = reference.threshold.shape
-        return cls(reference, pattern, ngroups, n_pix_grow_sat, saturated=np.zeros(shape, bool), grown=np.zeros(shape, bool))
+        return cls(
+            reference, pattern, ngroups, n_pix_grow_sat, saturated=np.zeros(shape, bool), grown=np.zeros(shape, bool)
+        )
 
     @property
     def dilution(self) -> float:
@@ -722,20 +726,20 @@ class ReferenceStrips:
     right: np.ndarray
 
     @classmethod
-    def from_group(cls, group: np.ndarray, fastaxis: int, slowaxis: int) -> "ReferenceStrips":
+    def from_group(cls, group: np.ndarray, fastaxis: int, slowaxis: int) -> ReferenceStrips:
         """Extract the strips of a DMS-oriented full-frame image (copies)."""
         det = to_detector(group, fastaxis, slowaxis)
         return cls(det[-_REF:].copy(), det[:_REF].copy(), det[:, :_REF].copy(), det[:, -_REF:].copy())
 
-    def __sub__(self, other: "ReferenceStrips") -> "ReferenceStrips":
+    def __sub__(self, other: ReferenceStrips) -> ReferenceStrips:
         return ReferenceStrips(
             self.top - other.top, self.bottom - other.bottom, self.left - other.left, self.right - other.right
         )
 
 
 def compute_refpix_correction(
-    group: "np.ndarray | ReferenceStrips",
-    bad: "np.ndarray | ReferenceStrips",
+    group: np.ndarray | ReferenceStrips,
+    bad: np.ndarray | ReferenceStrips,
     fastaxis: int,
     slowaxis: int,
     *,
@@ -791,7 +795,7 @@ def compute_refpix_correction(
             top, bottom = (_sigma_clipped_mean(d[:, cols].astype(work), b[:, cols], sigma_limit) for d, b in edges)
             signals.append(_average_with_none(top, bottom))
         if all(v is not None for v in signals):
-            values += list(zip(parts, signals))
+            values += list(zip(parts, signals, strict=True))
 
     # a float64 value in float32 precision: the pipeline rounds right after subtracting it
     det_columns = np.zeros(nx, work)
@@ -1070,8 +1074,16 @@ class CalibrationBuilder:
             self.pixeldq |= flags  # not for refpix: the linearity step runs after it
 
     def build(self) -> PreparedCalibration:
-        missing = [n for n, v in (("mask", self.group_base), ("saturation", self.saturation),
-                                  ("superbias", self.bias), ("linearity", self.coeffs)) if v is None]
+        missing = [
+            n
+            for n, v in (
+                ("mask", self.group_base),
+                ("saturation", self.saturation),
+                ("superbias", self.bias),
+                ("linearity", self.coeffs),
+            )
+            if v is None
+        ]
         if missing:
             raise ValueError(f"missing reference data: {', '.join(missing)}")
         sat = self.saturation
@@ -1163,10 +1175,12 @@ class RampLinearizer:
         self._groups_done = 0  # the refpix step works in float32 on the very first group only
 
     @classmethod
-    def from_reference_arrays(cls, *, pixeldq=None, copy=True, **kwargs) -> "RampLinearizer":
+    def from_reference_arrays(cls, *, pixeldq=None, copy=True, **kwargs) -> RampLinearizer:
         """Build from the reference files' arrays (arguments of `prepare_calibration`)."""
-        arrays = {k: kwargs.pop(k) for k in ("mask_dq", "saturation", "saturation_dq", "superbias",
-                                             "superbias_dq", "coeffs", "linearity_dq")}
+        arrays = {
+            k: kwargs.pop(k)
+            for k in ("mask_dq", "saturation", "saturation_dq", "superbias", "superbias_dq", "coeffs", "linearity_dq")
+        }
         return cls(prepare_calibration(pixeldq=pixeldq, copy=copy, **arrays), **kwargs)
 
     @property
@@ -1174,7 +1188,7 @@ class RampLinearizer:
         """Final PIXELDQ (uint32), if kept."""
         return self.calibration.pixeldq
 
-    def for_ngroups(self, ngroups: int) -> "RampLinearizer":
+    def for_ngroups(self, ngroups: int) -> RampLinearizer:
         """A linearizer sharing this one's calibration for ramps of *ngroups* groups.
 
         Fresh state, as a new pipeline run (Mirage linearizes zero frames as one-group ramps

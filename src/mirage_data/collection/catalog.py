@@ -7,7 +7,7 @@ own catalog file in the same format.
 
 Examples
 --------
->>> from mirage_data.catalog import load_catalog
+>>> from mirage_data.collection.catalog import load_catalog
 >>> catalog = load_catalog()
 >>> len(catalog)
 169
@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Iterator
+
+from mirage_data.io.atomic import atomic_write_text
 
 #: The real collection's base URL (STScI). Replaced by ``--mirror`` or ``MIRAGE_DATA_MIRROR``.
-DEFAULT_BASE_URL = (
-    "https://data.science.stsci.edu/redirect/JWST/jwst-simulations/mirage_reference_files/"
-)
+DEFAULT_BASE_URL = "https://data.science.stsci.edu/redirect/JWST/jwst-simulations/mirage_reference_files/"
 
 INSTRUMENTS = ("nircam", "niriss", "fgs")
 
@@ -212,7 +212,7 @@ class Catalog:
         """The entry for *relative_path* (KeyError if the collection has no such file)."""
         return self._by_path[relative_path]
 
-    def subset(self, relative_paths: Iterable[str]) -> "Catalog":
+    def subset(self, relative_paths: Iterable[str]) -> Catalog:
         """A catalog of only the named files, in this catalog's order."""
         wanted = set(relative_paths)
         missing = wanted - set(self._by_path)
@@ -220,7 +220,7 @@ class Catalog:
             raise KeyError(f"not in the catalog: {sorted(missing)}")
         return replace(self, entries=tuple(e for e in self.entries if e.relative_path in wanted))
 
-    def with_checksums(self, sizes_and_sha256: dict[str, tuple[int, str]]) -> "Catalog":
+    def with_checksums(self, sizes_and_sha256: dict[str, tuple[int, str]]) -> Catalog:
         """A copy with exact sizes and sha256 set for the given relative paths."""
         entries = tuple(
             replace(e, size=sizes_and_sha256[e.relative_path][0], sha256=sizes_and_sha256[e.relative_path][1])
@@ -248,7 +248,7 @@ class Catalog:
                 e.sha256 or "",
             )
             buf.write("\t".join(row) + "\n")
-        Path(path).write_text(buf.getvalue(), encoding="utf-8")
+        atomic_write_text(path, buf.getvalue())
 
     @property
     def version(self) -> str:
@@ -310,7 +310,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     Catalog
     """
     if path is None:
-        text = resources.files("mirage_data").joinpath("data/collection.tsv").read_text("utf-8")
+        text = resources.files("mirage_data.collection").joinpath("data/collection.tsv").read_text("utf-8")
         return _parse(text, "packaged")
     path = Path(path)
     try:
@@ -320,7 +320,9 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return _parse(text, str(path))
 
 
-def grouped(items: Iterable, entry: Callable[[object], CatalogEntry] = lambda item: item) -> list[tuple[str, str, list]]:
+def grouped(
+    items: Iterable, entry: Callable[[object], CatalogEntry] = lambda item: item
+) -> list[tuple[str, str, list]]:
     """Split *items* into rows per instrument and group (darks per kind), in the order plans
     and status reports list them: ``[(instrument, group title, [items]), ...]``; empty rows
     are left out. *entry* gives the `CatalogEntry` of an item (default: the item itself).

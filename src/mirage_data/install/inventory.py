@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from .install import InstalledFile
+from mirage_data.io.atomic import atomic_write_text
+
 from .state import state_dir
 
 INVENTORY_NAME = "inventory.json"
 
 INSTALLED, MISSING, MODIFIED = "installed", "missing", "modified"
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    """A file placed in the layout: path relative to MIRAGE_DATA, size (bytes), sha256."""
+
+    path: str
+    size: int
+    sha256: str
 
 
 @dataclass
@@ -57,7 +66,7 @@ class Record:
     catalog_version: str = ""
 
     @classmethod
-    def from_json(cls, data: dict) -> "Record":
+    def from_json(cls, data: dict) -> Record:
         data = dict(data)
         data["files"] = [InstalledFile(**f) for f in data.get("files", [])]
         return cls(**data)
@@ -88,7 +97,7 @@ class Inventory:
         return state_dir(self.mirage_data) / INVENTORY_NAME
 
     @classmethod
-    def load(cls, mirage_data: Path) -> "Inventory":
+    def load(cls, mirage_data: Path) -> Inventory:
         """Read the inventory of *mirage_data* (empty when there is none yet)."""
         inv = cls(mirage_data)
         try:
@@ -113,9 +122,7 @@ class Inventory:
             "format": 1,
             "files": {k: asdict(v) for k, v in sorted(self.records.items())},
         }
-        tmp = self.path.with_name(f"{INVENTORY_NAME}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(data, indent=1))
 
     def add(self, record: Record) -> None:
         """Record an installed file and save at once (thread-safe)."""
@@ -171,9 +178,7 @@ class Inventory:
 
         Returns, for each collection file with problems, ``[(installed path, problem), ...]``.
         """
-        jobs = [
-            (rp, f) for rp in relative_paths if (r := self.records.get(rp)) is not None for f in r.files
-        ]
+        jobs = [(rp, f) for rp in relative_paths if (r := self.records.get(rp)) is not None for f in r.files]
 
         def check(job: tuple[str, InstalledFile]) -> tuple[str, str, str | None]:
             rp, f = job

@@ -39,7 +39,7 @@ Choices where the real files could not be checked (no network when this was writ
 
 Examples
 --------
->>> from mirage_data.sample import make_sample_collection  # doctest: +SKIP
+>>> from mirage_data.testing.sample import make_sample_collection  # doctest: +SKIP
 >>> catalog = make_sample_collection("/tmp/sample")  # doctest: +SKIP
 >>> catalog.base_url  # doctest: +SKIP
 'file:///tmp/sample/'
@@ -55,17 +55,17 @@ import os
 import re
 import tarfile
 import zlib
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
 
 import numpy as np
 from astropy.io import fits
 from isal import isal_zlib
 
-from .catalog import (
+from mirage_data.collection.catalog import (
     DETECTORS,
     Catalog,
     CatalogEntry,
@@ -74,6 +74,7 @@ from .catalog import (
     linearized_name,
     load_catalog,
 )
+from mirage_data.io.atomic import atomic_path, atomic_write_bytes
 
 __all__ = [
     "CATALOG_NAME",
@@ -177,8 +178,7 @@ def sample_entries(catalog: Catalog | None = None, *, extra_darks: bool = True) 
             count = 2 if extra_darks and detector in _EXTRA_DARK_DETECTORS[instrument] else 1
             if len(raws) < count:
                 raise CatalogError(
-                    f"catalog has fewer than {count} raw+linearized dark pairs"
-                    f" for {instrument} {detector}"
+                    f"catalog has fewer than {count} raw+linearized dark pairs for {instrument} {detector}"
                 )
             for raw in raws[:count]:
                 wanted += [raw.relative_path, linearized_name(raw.relative_path)]
@@ -306,12 +306,7 @@ def _existing_sample(root: Path, params: dict) -> Catalog | None:
 
 
 def _write_catalog(catalog: Catalog, path: Path) -> None:
-    tmp = _temporary(path)
-    try:
-        catalog.write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    catalog.write(path)  # atomic
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,19 +314,9 @@ def _write_catalog(catalog: Catalog, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> tuple[int, str]:
     """Write *data* to *path* via a temporary name; return (size, sha256)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
     return len(data), hashlib.sha256(data).hexdigest()
 
 
@@ -343,9 +328,9 @@ class _GzipSink:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.tmp = _temporary(path)
+        self._target = atomic_path(path)  # entered here, left in close() or abort()
+        self.tmp = self._target.__enter__()
         self._file = open(self.tmp, "wb")
         self._compressor = isal_zlib.compressobj(_GZIP_LEVEL, isal_zlib.DEFLATED, 31)
         self._sha256 = hashlib.sha256()
@@ -372,12 +357,12 @@ class _GzipSink:
     def close(self) -> tuple[int, str]:
         self._out(self._compressor.flush())
         self._file.close()
-        os.replace(self.tmp, self.path)
+        self._target.__exit__(None, None, None)
         return self._size, self._sha256.hexdigest()
 
     def abort(self) -> None:
         self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        self._target.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -790,7 +775,7 @@ def _psf_file_name(instrument: str, detector: str, *, wings: bool = False) -> st
     det_name, _, filt, pupil = _psf_detector_setup(instrument, detector)
     middle = "" if instrument == "fgs" else f"_{filt.lower()}_{pupil.lower()}"
     # Wing files carry no npsf: Mirage globs ``..._fovp*_samp*_<wfe>_realization<n>.fits``.
-    grid = f"fovp{_WINGS_SIZE}_samp1" if wings else f"fovp{_PSF_FOV}_samp{_PSF_SAMP}_npsf{_PSF_GRID ** 2}"
+    grid = f"fovp{_WINGS_SIZE}_samp1" if wings else f"fovp{_PSF_FOV}_samp{_PSF_SAMP}_npsf{_PSF_GRID**2}"
     return f"{instrument}_{det_name}{middle}_{grid}_{_PSF_WFE}_realization{_PSF_REALIZATION}.fits"
 
 
@@ -849,7 +834,6 @@ def _psf_library_members(entry: CatalogEntry, rng: np.random.Generator) -> list[
     return members
 
 
-
 def _psf_wings_members(entry: CatalogEntry, rng: np.random.Generator) -> list[tuple[str, bytes]]:
     """One wing image per NIRCam detector (and its filter), in extension DET_DIST."""
     folder = f"mirage_data/{entry.instrument}/gridded_psf_library/psf_wings"
@@ -880,8 +864,9 @@ def _ghost_members(entry: CatalogEntry, rng: np.random.Generator) -> list[tuple[
         r = np.hypot(y, x)
         ring = np.exp(-((r - rng.uniform(14.0, 18.0)) ** 2) / 8.0) + 0.2 * np.exp(-(r**2) / 50.0)
         image = (ring / ring.sum()).astype(np.float32)
-        header = _header([("INSTRUME", "NIRISS", "Instrument"), ("FILTER", filt, "Filter"),
-                          ("PUPIL", "CLEARP", "Pupil element")])
+        header = _header(
+            [("INSTRUME", "NIRISS", "Instrument"), ("FILTER", filt, "Filter"), ("PUPIL", "CLEARP", "Pupil element")]
+        )
         members.append((f"{folder}/{name}", _fits_bytes([fits.PrimaryHDU(image, header=header)])))
     return members
 
@@ -894,11 +879,10 @@ def _soss_members(entry: CatalogEntry, rng: np.random.Generator) -> list[tuple[s
     folder = f"mirage_data/{entry.instrument}/soss_psfs"
     waves = np.linspace(0.85, 2.8, 3)
     cube = np.stack([_psf_image(76, 76, 2.0 + w, (37.5, 37.5)) for w in waves]).astype(np.float32)
-    header = _header([("INSTRUME", "NIRISS", "Instrument"), ("FILTER", "CLEAR", "Filter"),
-                      ("PUPIL", "GR700XD", "Pupil element")])
-    fits_data = _fits_bytes(
-        [fits.PrimaryHDU(cube, header=header), fits.ImageHDU(waves.astype(np.float64), name="WAV")]
+    header = _header(
+        [("INSTRUME", "NIRISS", "Instrument"), ("FILTER", "CLEAR", "Filter"), ("PUPIL", "GR700XD", "Pupil element")]
     )
+    fits_data = _fits_bytes([fits.PrimaryHDU(cube, header=header), fits.ImageHDU(waves.astype(np.float64), name="WAV")])
     npy = io.BytesIO()
     np.save(npy, cube[:2], allow_pickle=False)
     return [

@@ -16,13 +16,13 @@ It speaks enough HTTP for a resumable download client: GET and HEAD, keep-alive,
 
 It can also be run on its own, serving until killed::
 
-    python -m mirage_data.loopback ROOT [--port N] [--rate-limit BYTES_PER_S]
+    python -m mirage_data.testing.server ROOT [--port N] [--rate-limit BYTES_PER_S]
                                         [--latency SECONDS] [--no-ranges] [--log-requests]
 
 Examples
 --------
 >>> import requests
->>> from mirage_data.loopback import CollectionServer, Fault
+>>> from mirage_data.testing.server import CollectionServer, Fault
 >>> with CollectionServer("sample_collection") as server:          # doctest: +SKIP
 ...     server.add_faults("nircam/dark.fits", Fault.reset(after_bytes=1000))
 ...     requests.get(server.url + "nircam/dark.fits")               # raises ConnectionError
@@ -47,11 +47,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
@@ -319,9 +320,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None | str:
         return None
     first_text, dash, last_text = spec.partition("-")
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not dash or (first_text and not first_text.isdigit()) or (
-        last_text and not last_text.isdigit()
-    ):
+    if not dash or (first_text and not first_text.isdigit()) or (last_text and not last_text.isdigit()):
         return None
     if not first_text:  # suffix range: the last n bytes
         if not last_text:
@@ -460,9 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
             st = os.fstat(f.fileno())
             self._send_file(f, st, relpath, head, fault)
 
-    def _send_file(
-        self, f: BinaryIO, st: os.stat_result, relpath: str, head: bool, fault: Fault | None
-    ) -> None:
+    def _send_file(self, f: BinaryIO, st: os.stat_result, relpath: str, head: bool, fault: Fault | None) -> None:
         owner = self.server.owner
         size = st.st_size
         etag = _etag(st)
@@ -474,9 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._if_range_matches(etag, st):
                 parsed = _parse_range(range_header, size)
                 if parsed == "unsatisfiable":
-                    self._send_simple(
-                        416, relpath, head, {"Content-Range": f"bytes */{size}"}, fault=fault
-                    )
+                    self._send_simple(416, relpath, head, {"Content-Range": f"bytes */{size}"}, fault=fault)
                     return
                 if isinstance(parsed, tuple):
                     status, (first, last) = 206, parsed
@@ -934,17 +929,23 @@ class CollectionServer:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mirage_data.loopback",
+        prog="python -m mirage_data.testing.server",
         description="Serve a folder over HTTP/1.1 on 127.0.0.1 until killed.",
     )
     parser.add_argument("root", metavar="ROOT", help="folder to serve")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument(
-        "--rate-limit", type=float, default=None, metavar="BYTES_PER_S",
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="BYTES_PER_S",
         help="cap each response at this many bytes per second",
     )
     parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS",
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="sleep this long before each response's headers",
     )
     parser.add_argument("--no-ranges", action="store_true", help="ignore Range headers")
@@ -996,7 +997,7 @@ def serve_in_subprocess(
     log_requests: bool = False,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
-    """Run ``python -m mirage_data.loopback`` in a child process for the ``with`` block.
+    """Run ``python -m mirage_data.testing.server`` in a child process for the ``with`` block.
 
     The child uses ``sys.executable``; its statistics are at ``<url>_loopback/stats``.
 
@@ -1019,7 +1020,7 @@ def serve_in_subprocess(
     RuntimeError
         If the child exits or stays silent before it is listening.
     """
-    cmd = [sys.executable, "-m", "mirage_data.loopback", os.fspath(root), "--port", str(port)]
+    cmd = [sys.executable, "-m", "mirage_data.testing.server", os.fspath(root), "--port", str(port)]
     if rate_limit:
         cmd += ["--rate-limit", repr(float(rate_limit))]
     if first_byte_latency:
@@ -1040,20 +1041,17 @@ def serve_in_subprocess(
         lines: queue.Queue[str] = queue.Queue()
         assert proc.stdout is not None
         reader = threading.Thread(
-            target=lambda: lines.put(proc.stdout.readline()), daemon=True  # type: ignore[union-attr]
+            target=lambda: lines.put(proc.stdout.readline()),
+            daemon=True,  # type: ignore[union-attr]
         )
         reader.start()
         try:
             line = lines.get(timeout=startup_timeout)
         except queue.Empty:
-            raise RuntimeError(
-                f"loopback server did not start within {startup_timeout} s: {cmd}"
-            ) from None
+            raise RuntimeError(f"loopback server did not start within {startup_timeout} s: {cmd}") from None
         marker = " at "
         if not line.startswith("serving ") or marker not in line:
-            raise RuntimeError(
-                f"loopback server failed to start (exit status {proc.poll()}): {line!r}"
-            )
+            raise RuntimeError(f"loopback server failed to start (exit status {proc.poll()}): {line!r}")
         yield line.rstrip("\n").rsplit(marker, 1)[1]
     finally:
         proc.terminate()

@@ -2,7 +2,7 @@
 
 `linearize_dark` reads a full-frame level-1b raw dark one group at a time, runs it through
 the pipeline's dq_init, saturation, superbias, refpix and linearity corrections
-(`mirage_data.ramp_corrections`, equal to jwst 3.0's numbers) and writes the linearized dark
+(`mirage_data.ramp.corrections`, equal to jwst 3.0's numbers) and writes the linearized dark
 Mirage reads (``SCI``, ``SBANDREFPIX``, ``ZEROFRAME``, ``ZEROSBANDREFPIX``, FORMATS.md
 section 3) group by group into a file whose headers are written first with the final shapes.
 Memory stays at the calibration arrays plus a few frames (a few hundred MB), whatever the size
@@ -13,7 +13,7 @@ name in the same folder, then renamed); on any error no output is left.
 
 Examples
 --------
->>> from mirage_data.dark_linearization import linearize_dark
+>>> from mirage_data.darks.linearize import linearize_dark
 >>> linearize_dark("raw_uncal.fits", "linearized.fits", mask="mask.fits",
 ...                saturation="sat.fits", superbias="bias.fits", linearity="lin.fits")  # doctest: +SKIP
 """
@@ -25,18 +25,17 @@ import errno
 import multiprocessing
 import os
 import time
-import uuid
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
 
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import __version__
-from .calibration_files import (
+from mirage_data import __version__
+from mirage_data.calibration.reference_files import (
     HEADER_KEYWORDS,
     REFTYPES,
     Calibration,
@@ -53,8 +52,9 @@ from .calibration_files import (
     read_superbias,
     resolve_calibration,
 )
-from .catalog import INSTRUMENTS, linearized_name
-from .ramp_corrections import FULL_FRAME, CalibrationBuilder, RampLinearizer
+from mirage_data.collection.catalog import INSTRUMENTS, linearized_name
+from mirage_data.io.atomic import atomic_path
+from mirage_data.ramp.corrections import FULL_FRAME, CalibrationBuilder, RampLinearizer
 
 __all__ = [
     "DarkFormatError",
@@ -225,8 +225,21 @@ def open_raw_dark(path: str | os.PathLike) -> RawDark:
 # Output file
 
 
-_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "CHECKSUM",
-               "DATASUM", "XTENSION", "EXTNAME", "END"}
+_STRUCTURAL = {
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "EXTEND",
+    "PCOUNT",
+    "GCOUNT",
+    "BZERO",
+    "BSCALE",
+    "CHECKSUM",
+    "DATASUM",
+    "XTENSION",
+    "EXTNAME",
+    "END",
+}
 
 
 @dataclass
@@ -325,10 +338,8 @@ class _OutputFile:
         write.dtype = self.extensions[name].disk  # tiles come in the file's byte order
         return write
 
-    def close(self, sync: bool = True) -> None:
+    def close(self) -> None:
         if self.fd is not None:
-            if sync:
-                os.fsync(self.fd)
             os.close(self.fd)
             self.fd = None
 
@@ -384,10 +395,6 @@ def _primary_header(raw: RawDark, names: Mapping[str, str], zero_source: str) ->
 # One dark
 
 
-def _temporary_name(output: Path) -> Path:
-    return output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
-
-
 def linearize_dark(
     raw_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -397,7 +404,7 @@ def linearize_dark(
     superbias: str | os.PathLike | None = None,
     linearity: str | os.PathLike | None = None,
     calibration: Calibration | CalibrationPaths | None = None,
-    calibration_dir: "str | os.PathLike | CalibrationDirectory | None" = None,
+    calibration_dir: str | os.PathLike | CalibrationDirectory | None = None,
     use_crds: bool = True,
     include_dq: bool = False,
     overwrite: bool = False,
@@ -459,9 +466,21 @@ def linearize_dark(
         raise FileExistsError(f"{output} exists (pass overwrite=True / --overwrite to replace it)")
     if not output.parent.is_dir():
         raise FileNotFoundError(f"output folder {output.parent} does not exist")
-    engine, names = _prepare(raw, calibration, include_dq, tile_rows, threads, dict(
-        mask=mask, saturation=saturation, superbias=superbias, linearity=linearity,
-        calibration_dir=calibration_dir, use_crds=use_crds))
+    engine, names = _prepare(
+        raw,
+        calibration,
+        include_dq,
+        tile_rows,
+        threads,
+        dict(
+            mask=mask,
+            saturation=saturation,
+            superbias=superbias,
+            linearity=linearity,
+            calibration_dir=calibration_dir,
+            use_crds=use_crds,
+        ),
+    )
 
     zero_from_file = raw.nframes > 1 and raw.zeroframe is not None
     shape4 = raw.sci.shape
@@ -479,23 +498,13 @@ def linearize_dark(
             _Extension("GROUPDQ", shape4, np.dtype("u1"), 8),
         ]
     primary = _primary_header(raw, names, "ZEROFRAME" if zero_from_file else "GROUP0")
-    tmp = _temporary_name(output)
     try:
-        out = _OutputFile(tmp, primary, extensions)
-    except OSError:
-        engine.close()
-        raise
-    try:
-        _stream(raw, engine, out, include_dq, zero_from_file, progress)
-        out.close(sync=fsync)
-        os.replace(tmp, output)
-    except BaseException:
-        out.close(sync=False)
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+        with atomic_path(output, durable=fsync, make_parents=False) as tmp:
+            out = _OutputFile(tmp, primary, extensions)
+            try:
+                _stream(raw, engine, out, include_dq, zero_from_file, progress)
+            finally:
+                out.close()
     finally:
         engine.close()
     return output
@@ -516,11 +525,17 @@ def _prepare(raw: RawDark, calibration, include_dq: bool, tile_rows: int, thread
     else:
         paths = calibration or resolve_calibration(raw.header, **find)
         copy = False
-        readers = {"mask": read_mask, "saturation": read_saturation, "superbias": read_superbias, "linearity": read_linearity}
+        readers = {
+            "mask": read_mask,
+            "saturation": read_saturation,
+            "superbias": read_superbias,
+            "linearity": read_linearity,
+        }
 
         def get(reftype):
-            return readers[reftype](paths.path(reftype), detector=raw.detector, instrument=raw.instrument,
-                                    name=paths.name(reftype))
+            return readers[reftype](
+                paths.path(reftype), detector=raw.detector, instrument=raw.instrument, name=paths.name(reftype)
+            )
 
     names = {}
     for reftype in REFTYPES:
@@ -555,7 +570,9 @@ def _prepare(raw: RawDark, calibration, include_dq: bool, tile_rows: int, thread
     return engine, names
 
 
-def _stream(raw: RawDark, engine: RampLinearizer, out: _OutputFile, include_dq: bool, zero_from_file: bool, progress) -> None:
+def _stream(
+    raw: RawDark, engine: RampLinearizer, out: _OutputFile, include_dq: bool, zero_from_file: bool, progress
+) -> None:
     ny, nx = FULL_FRAME
     plane = np.empty(FULL_FRAME, np.uint16)
     buffer = plane.reshape(-1).view(raw.sci.disk_dtype)  # read in place: uint16 either way

@@ -16,42 +16,28 @@ Fetch one linearized dark per NIRCam detector from a mirror on a shared disk::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from filelock import FileLock, Timeout
 
-from .catalog import Catalog, load_catalog
-from .fetch import FetchReport, Fetcher, local_mirror_path
-from .inventory import Inventory
-from .layout import export_lines, mirage_data_path
+from mirage_data.collection.catalog import Catalog, load_catalog
+from mirage_data.collection.layout import export_lines, mirage_data_path
+from mirage_data.collection.selection import Selection
+from mirage_data.install.inventory import Inventory
+from mirage_data.install.state import lock_path
+from mirage_data.install.upkeep import files_to_repair, remember_source, remembered_base, remembered_catalog
+from mirage_data.progress import QuietProgress, make_progress
+from mirage_data.units import format_duration, format_size
+
+from .errors import DownloadFailed, DownloadFolderError, LockedError, NotEnoughSpace  # noqa: F401 (public here)
+from .fetcher import Fetcher, FetchReport, local_mirror_path
 from .plan import Plan, make_plan
-from .progress import QuietProgress, make_progress
-from .selection import Selection
-from .state import lock_path
 from .transfer import TransferOptions
-from .units import format_duration, format_size
-from .upkeep import files_to_repair, remember_source, remembered_base, remembered_catalog
 
 MIRROR_ENV = "MIRAGE_DATA_MIRROR"
-
-
-class DownloadFolderError(OSError):
-    """The download folder cannot be created or written."""
-
-
-class LockedError(RuntimeError):
-    """Another mirage-data run holds the lock on this ``MIRAGE_DATA``."""
-
-
-class DownloadFailed(RuntimeError):
-    """Some files could not be fetched; the others were installed. ``result`` has details."""
-
-    def __init__(self, message: str, result: "DownloadResult") -> None:
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass
@@ -129,7 +115,9 @@ def run_lock(mirage_data: Path, wait: bool = True, progress: QuietProgress | Non
             raise LockedError(
                 f"another mirage-data run is using {mirage_data}; wait for it to finish, or run again without --no-wait"
             ) from None
-        (progress or QuietProgress()).message(f"another mirage-data run is using {mirage_data}; waiting for it to finish...")
+        (progress or QuietProgress()).message(
+            f"another mirage-data run is using {mirage_data}; waiting for it to finish..."
+        )
         lock.acquire()
     try:
         yield
@@ -310,6 +298,8 @@ def repair_install(
             mirror = os.environ.get(MIRROR_ENV) or remembered_base(mirage_data)
         base = resolve_base(mirror, catalog)
         options = replace(options or TransferOptions(), jobs=jobs, connections=connections)
-        fetcher = Fetcher(mirage_data, base, Inventory.load(mirage_data), options, progress, catalog_version=catalog.version)
+        fetcher = Fetcher(
+            mirage_data, base, Inventory.load(mirage_data), options, progress, catalog_version=catalog.version
+        )
         report = fetcher.run([catalog.get(rp) for rp in known])
     return damaged, report

@@ -14,13 +14,14 @@ import hashlib
 import os
 import shutil
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from isal import isal_zlib
 
+from .inventory import InstalledFile
 from .state import STATE_DIR, tmp_dir
-from .transfer import CHUNK
+
+CHUNK = 1 << 20  # bytes per read when unpacking or copying
 
 
 class CorruptDownload(Exception):
@@ -29,15 +30,6 @@ class CorruptDownload(Exception):
 
 class UnsafeArchive(Exception):
     """A tarball member that would write outside the layout, or is not a plain file."""
-
-
-@dataclass(frozen=True)
-class InstalledFile:
-    """A file placed in the layout: path relative to MIRAGE_DATA, size (bytes), sha256."""
-
-    path: str
-    size: int
-    sha256: str
 
 
 class GunzipReader:
@@ -122,9 +114,7 @@ class StagedInstall:
 
     def __init__(self, mirage_data: Path, label: str) -> None:
         self.mirage_data = mirage_data
-        self.root = Path(
-            os.path.join(tmp_dir(mirage_data), label.replace("/", "_") + f".{os.getpid()}.staging")
-        )
+        self.root = Path(os.path.join(tmp_dir(mirage_data), label.replace("/", "_") + f".{os.getpid()}.staging"))
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         self.files: list[tuple[Path, InstalledFile]] = []
@@ -201,7 +191,8 @@ def extract_archive(reader, staging: StagedInstall, default_folder: str) -> list
                 dest = member_destination(member.name, default_folder)
                 if member.issym() or member.islnk():
                     raise UnsafeArchive(
-                        f"member {member.name!r} is a link (to {member.linkname!r}); archives may hold only files and folders"
+                        f"member {member.name!r} is a link (to {member.linkname!r}); "
+                        "archives may hold only files and folders"
                     )
                 if not member.isfile():
                     raise UnsafeArchive(f"member {member.name!r} is a device, FIFO or other special file")

@@ -5,8 +5,8 @@ and a bad one raises `SelectionError` naming the accepted values.
 
 Examples
 --------
->>> from mirage_data.catalog import load_catalog
->>> from mirage_data.selection import Selection
+>>> from mirage_data.collection.catalog import load_catalog
+>>> from mirage_data.collection.selection import Selection
 >>> files = Selection(instrument="nircam", single_dark=True).files(load_catalog())
 >>> sum(1 for f in files if f.is_dark)
 10
@@ -14,8 +14,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .catalog import DARK_KINDS, INSTRUMENTS, Catalog, CatalogEntry
 

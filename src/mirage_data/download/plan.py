@@ -2,8 +2,8 @@
 
 Examples
 --------
->>> from mirage_data.catalog import load_catalog
->>> from mirage_data.selection import Selection
+>>> from mirage_data.collection.catalog import load_catalog
+>>> from mirage_data.collection.selection import Selection
 >>> plan = make_plan("/tmp/reffiles", Selection(instrument="fgs", single_dark=True), load_catalog())
 >>> len(plan.files), sum(f.entry.is_dark for f in plan.files)
 (4, 2)
@@ -15,19 +15,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Catalog, CatalogEntry, grouped
-from .inventory import INSTALLED, Inventory
-from .layout import mirage_data_path
-from .selection import Selection
-from .state import partial_path
-from .transfer import recorded_bytes
-from .units import format_size
+from mirage_data.collection.catalog import Catalog, CatalogEntry, grouped
+from mirage_data.collection.layout import mirage_data_path
+from mirage_data.collection.selection import Selection
+from mirage_data.install.inventory import INSTALLED, Inventory
+from mirage_data.install.state import partial_path
+from mirage_data.units import format_size
+
+from .errors import NotEnoughSpace
+from .partial import recorded_bytes
 
 PARTIAL = "partial"  # a resumable partial download is on disk
-
-
-class NotEnoughSpace(OSError):
-    """The selection will not fit on the destination's filesystem."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +133,7 @@ class Plan:
         n_done = sum(not f.to_fetch for f in self.files)
         exact = all(f.entry.size is not None for f in self.files)
         approx = "" if exact else "about "
-        lines.append(
-            f"  {'total':<10} {'':<22} {len(self.files):>5} {format_size(self.total_bytes):>9} {n_done:>9}"
-        )
+        lines.append(f"  {'total':<10} {'':<22} {len(self.files):>5} {format_size(self.total_bytes):>9} {n_done:>9}")
         lines.append("")
         lines.append(
             f"To fetch: {len(self.entries_to_fetch)} files, {approx}{format_size(self.bytes_to_fetch)}; "
