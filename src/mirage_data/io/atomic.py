@@ -33,6 +33,7 @@ __all__ = [
     "temporary_path",
     "parse_temporary_name",
     "is_stale_temporary",
+    "remove_stale_temporaries",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -81,6 +82,25 @@ def is_stale_temporary(name: str, host: str | None = None) -> bool:
         return False
     owner_host, pid = parsed
     return owner_host == (host or _HOST) and (pid != os.getpid()) and not _process_alive(pid)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that dead writers on this host left directly in *folder*.
+
+    Returns the paths removed. Files of live writers, of other hosts and any other files are
+    left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if is_stale_temporary(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def fsync_path(path: str | os.PathLike) -> None:
