@@ -83,6 +83,8 @@ _COLUMNS = (
     "size",
     "sha256",
 )
+#: Columns a catalog may carry beyond `_COLUMNS` (pinned catalogs, `Catalog.pinned`).
+_OPTIONAL_COLUMNS = ("installed_sha256",)
 
 
 class CatalogError(ValueError):
@@ -125,6 +127,11 @@ class CatalogEntry:
         Exact size of the remote file in bytes, where known.
     sha256 : str or None
         Hex sha256 of the remote file, where known.
+    installed_sha256 : str or None
+        Hex digest of what the file installs, where pinned: the sha256 of the installed file
+        for a dark, of the sorted ``path<TAB>size<TAB>sha256`` lines of its files for an
+        archive (see ``install.content.installed_digest``). Lets an install that never reads
+        the remote file (``--link``, an adopted tree) be checked against a pinned catalog.
     """
 
     instrument: str
@@ -135,6 +142,7 @@ class CatalogEntry:
     approx_size: int = 0
     size: int | None = None
     sha256: str | None = None
+    installed_sha256: str | None = None
 
     @property
     def name(self) -> str:
@@ -230,12 +238,29 @@ class Catalog:
         )
         return replace(self, entries=entries)
 
+    def pinned(self, pins: dict[str, tuple[int | None, str | None, str | None]]) -> Catalog:
+        """A copy with, for the given relative paths, ``(size, sha256, installed_sha256)``
+        set (a None keeps the entry's value)."""
+        entries = []
+        for e in self.entries:
+            if e.relative_path in pins:
+                size, sha, installed = pins[e.relative_path]
+                e = replace(
+                    e,
+                    size=e.size if size is None else size,
+                    sha256=e.sha256 if sha is None else sha,
+                    installed_sha256=e.installed_sha256 if installed is None else installed,
+                )
+            entries.append(e)
+        return replace(self, entries=tuple(entries))
+
     def write(self, path: str | Path) -> None:
         """Write the catalog in the packaged TSV format (readable by `load_catalog`)."""
         buf = io.StringIO()
         buf.write("# Mirage reference-file catalog written by mirage-data.\n")
         buf.write(f"# base_url\t{self.base_url}\n")
-        buf.write("\t".join(_COLUMNS) + "\n")
+        pinned = any(e.installed_sha256 for e in self.entries)
+        buf.write("\t".join(_COLUMNS + (_OPTIONAL_COLUMNS if pinned else ())) + "\n")
         for e in self.entries:
             row = (
                 e.instrument,
@@ -246,7 +271,7 @@ class Catalog:
                 e.relative_path,
                 "" if e.size is None else str(e.size),
                 e.sha256 or "",
-            )
+            ) + ((e.installed_sha256 or "",) if pinned else ())
             buf.write("\t".join(row) + "\n")
         atomic_write_text(path, buf.getvalue())
 
@@ -257,7 +282,8 @@ class Catalog:
 
         h = hashlib.sha256()
         for e in self.entries:
-            h.update(f"{e.relative_path}\t{e.size}\t{e.sha256}\n".encode())
+            pin = f"\t{e.installed_sha256}" if e.installed_sha256 else ""
+            h.update(f"{e.relative_path}\t{e.size}\t{e.sha256}{pin}\n".encode())
         return h.hexdigest()[:12]
 
 
@@ -288,12 +314,20 @@ def _parse(text: str, source: str) -> Catalog:
                     detectors=tuple(row["detector"].split()),
                     approx_size=int(row["approx_size"] or 0),
                     size=int(row["size"]) if row["size"] else None,
-                    sha256=row["sha256"].lower() or None,
+                    sha256=_hex(row["sha256"]),
+                    installed_sha256=_hex(row.get("installed_sha256") or ""),
                 )
             )
         except (ValueError, TypeError) as exc:
             raise CatalogError(f"{source}: line {number}: {exc}") from None
     return Catalog(entries=tuple(entries), base_url=base_url, source=source)
+
+
+def _hex(text: str) -> str | None:
+    text = (text or "").strip().lower()
+    if text and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
+        raise ValueError(f"{text!r} is not a hex sha256")
+    return text or None
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
