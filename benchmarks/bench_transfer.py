@@ -9,7 +9,8 @@ Run from the repository root with the project's virtualenv::
 
 The spec it implements
 ----------------------
-A loopback server (``mirage_data.testing.server``, in a process of its own) caps each connection at
+A loopback server (the tests' ``support.faulty_server``, built on the package's static server
+``mirage_data.testing.server``, in a process of its own) caps each connection at
 25 MB/s with 30 ms of first-byte latency, and serves a scaled-down selection of the collection:
 23 files at real catalog paths, of mixed sizes, >= 1 GB in all at the default scale, darks as
 ``.fits.gz`` whose content compresses like real darks (raw: uint16 ramps of a bias level plus a
@@ -62,6 +63,10 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+# The rate-capped loopback server with statistics is test machinery: it lives in tests/support
+# (not in the package), so the benchmark puts tests/ on its import path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 try:
     import mirage_data  # noqa: F401
@@ -570,7 +575,7 @@ def find_server_process(root: Path):
             cmd = child.cmdline()
         except psutil.Error:
             continue
-        if "mirage_data.testing.server" in cmd and os.fspath(root) in cmd:
+        if "support.faulty_server" in cmd and os.fspath(root) in cmd:
             return child
     return None
 
@@ -747,7 +752,7 @@ def fmt(x: float | None, spec: str) -> str:
 
 
 def parent_main(args: argparse.Namespace) -> int:
-    from mirage_data.testing.server import serve_in_subprocess
+    from support.faulty_server import serve_in_subprocess
 
     def say(text: str) -> None:
         print(text, flush=True)

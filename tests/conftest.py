@@ -1,4 +1,9 @@
-"""Shared fixtures: the sample collection (made once per session) and a loopback server."""
+"""Shared fixtures: the sample collection (made once per session) and a loopback server.
+
+``tests/`` is put on ``sys.path`` so that test modules import their helpers by plain name
+(``collections_for_tests``, ``support.faulty_server``) under ``python -m pytest`` from the
+repository root.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' helper modules
 
-from mirage_data.testing.sample import make_sample_collection  # noqa: E402
-from mirage_data.testing.server import CollectionServer  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def sample_collection(tmp_path_factory):
-    """(folder, catalog) of the sample collection, generated once for the session."""
-    root = tmp_path_factory.mktemp("sample") / "sample_collection"
-    return root, make_sample_collection(root)
+from support.faulty_server import FaultyServer  # noqa: E402
 
 
 @pytest.fixture
 def sample_server(sample_collection):
-    """A loopback HTTP server serving the sample collection (fresh statistics per test)."""
+    """A loopback server (with request log and statistics) serving the sample collection."""
     root, catalog = sample_collection
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         yield server, catalog

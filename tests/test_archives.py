@@ -9,13 +9,13 @@ import pytest
 from collections_for_tests import FGS_CR, make_collection, tarball
 from mirage_data.download.api import DownloadFailed, download_reffiles
 from mirage_data.install.unpack import UnsafeArchive, member_destination
-from mirage_data.testing.server import CollectionServer
+from support.faulty_server import FaultyServer
 
 
 def fetch_cr(tmp_path, data: bytes, **kw):
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_CR: data})
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         return download_reffiles(
             tmp_path / "dest", "fgs", skip_darks=True, mirror=server.url, catalog=catalog, quiet=True, **kw
         )

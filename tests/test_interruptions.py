@@ -19,7 +19,7 @@ from mirage_data.download.partial import recorded_bytes
 from mirage_data.install.inventory import Inventory
 from mirage_data.install.state import partial_path
 from mirage_data.install.upkeep import installed_status, verify_install
-from mirage_data.testing.server import CollectionServer
+from support.faulty_server import FaultyServer
 
 RATE = 1_000_000  # bytes/s per connection: slow enough to interrupt mid-file
 
@@ -32,7 +32,7 @@ def slow_collection(tmp_path):
     root = tmp_path / "remote"
     catalog = make_collection(root, files)
     catalog.write(tmp_path / "catalog.tsv")
-    with CollectionServer(root, rate_limit=RATE) as server:
+    with FaultyServer(root, rate_limit=RATE) as server:
         yield server, tmp_path / "catalog.tsv", raws, sum(len(d) for d in files.values())
 
 

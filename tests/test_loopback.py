@@ -1,4 +1,5 @@
-"""Tests of the loopback HTTP server (real sockets on 127.0.0.1)."""
+"""Tests of the loopback HTTP servers (real sockets on 127.0.0.1): the product's static
+``CollectionServer`` and the tests' ``FaultyServer`` built on its hooks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import requests
 import urllib3
 
-from mirage_data.testing.server import CollectionServer, Fault, RequestRecord, serve_in_subprocess
+from mirage_data.testing.server import CHUNK_SIZE, CollectionServer, StaticFileHandler
+from support.faulty_server import Fault, FaultyServer, RequestRecord, serve_in_subprocess
 
 SIZE = 300_000
 
@@ -31,6 +33,12 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(root: Path):
     with CollectionServer(root) as srv:
+        yield srv
+
+
+@pytest.fixture
+def faulty(root: Path):
+    with FaultyServer(root) as srv:
         yield srv
 
 
@@ -190,7 +198,7 @@ def test_if_range(server: CollectionServer, data: bytes) -> None:
 
 
 def test_accept_ranges_false(root: Path, data: bytes) -> None:
-    with CollectionServer(root, accept_ranges=False) as server:
+    with FaultyServer(root, accept_ranges=False) as server:
         for spec in ("bytes=0-99", "bytes=-10", f"bytes={SIZE}-"):
             r = requests.get(server.url + "data.bin", headers={"Range": spec}, timeout=5)
             assert r.status_code == 200
@@ -229,38 +237,94 @@ def test_keep_alive(server: CollectionServer, data: bytes) -> None:
 
 
 def test_first_byte_latency(root: Path) -> None:
-    with CollectionServer(root, first_byte_latency=0.2) as server:
+    # A lower bound only: the server sleeps at least this long, however busy the machine.
+    with FaultyServer(root, first_byte_latency=0.2) as server:
         start = time.monotonic()
         requests.get(server.url + "sub/small.txt", timeout=5)
         assert time.monotonic() - start >= 0.2
 
 
+class _PieceCounter(StaticFileHandler):
+    """Counts the body pieces the static server writes (the rate limit sets their size)."""
+
+    pieces: list[int] = []
+
+    def send_piece(self, f, offset, n, relpath):
+        type(self).pieces.append(n)
+        super().send_piece(f, offset, n, relpath)
+
+
 def test_rate_limit(tmp_path: Path) -> None:
+    # The token bucket starts empty, so 2 MB at 4 MB/s cannot arrive in under 0.5 s: a lower
+    # bound that holds on any machine (an upper bound would measure the machine, not the code).
     (tmp_path / "two_mb.bin").write_bytes(os.urandom(2_000_000))
-    with CollectionServer(tmp_path, rate_limit=4_000_000) as server:
+    _PieceCounter.pieces = []
+    with CollectionServer(tmp_path, rate_limit=4_000_000, handler_class=_PieceCounter) as server:
         start = time.monotonic()
         r = requests.get(server.url + "two_mb.bin", timeout=10)
         elapsed = time.monotonic() - start
     assert len(r.content) == 2_000_000
-    assert 0.4 <= elapsed <= 0.8, elapsed
+    assert elapsed >= 0.5, elapsed
+    # paced in pieces of 20 ms worth of bytes (80 kB), not in a few large writes
+    assert max(_PieceCounter.pieces) == 80_000 and sum(_PieceCounter.pieces) == 2_000_000
+
+
+def test_no_rate_limit_writes_large_pieces(tmp_path: Path) -> None:
+    (tmp_path / "two_mb.bin").write_bytes(os.urandom(2_000_000))
+    _PieceCounter.pieces = []
+    with CollectionServer(tmp_path, handler_class=_PieceCounter) as server:
+        assert len(requests.get(server.url + "two_mb.bin", timeout=10).content) == 2_000_000
+    assert max(_PieceCounter.pieces) == CHUNK_SIZE
+
+
+def test_hooks_can_answer_and_see_every_response(root: Path) -> None:
+    seen = []
+
+    class Teapot(StaticFileHandler):
+        def before_response(self, relpath, head):
+            if relpath == "teapot":
+                self.send_simple(418, relpath, head)
+                return True
+            return False
+
+        def response_started(self, relpath, status):
+            seen.append((self.command, relpath, status))
+
+    with CollectionServer(root, handler_class=Teapot) as server:
+        assert requests.get(server.url + "teapot", timeout=5).status_code == 418
+        assert requests.get(server.url + "sub/small.txt", timeout=5).content == b"hello, loopback\n"
+        assert requests.get(server.url + "nope", timeout=5).status_code == 404
+        assert requests.get(server.url + "sub/small.txt", headers={"Range": "bytes=99-"}, timeout=5).status_code == 416
+    assert seen == [
+        ("GET", "teapot", 418),
+        ("GET", "sub/small.txt", 200),
+        ("GET", "nope", 404),
+        ("GET", "sub/small.txt", 416),
+    ]
+
+
+def test_static_server_has_no_test_machinery(server: CollectionServer) -> None:
+    assert requests.get(server.url + "_loopback/stats", timeout=5).status_code == 404
+    for name in ("add_faults", "requests", "bytes_served", "reset_stats"):
+        assert not hasattr(server, name), name
 
 
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_fault_reset(server: CollectionServer, data: bytes) -> None:
-    server.add_faults("data.bin", Fault.reset(after_bytes=1000))
+def test_fault_reset(faulty: FaultyServer, data: bytes) -> None:
+    faulty.add_faults("data.bin", Fault.reset(after_bytes=1000))
     with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        requests.get(server.url + "data.bin", timeout=5)
-    assert server.bytes_served_for("data.bin") == 1000
-    assert server.requests[-1].fault == Fault.reset(1000)
+        requests.get(faulty.url + "data.bin", timeout=5)
+    assert faulty.bytes_served_for("data.bin") == 1000
+    assert faulty.requests[-1].fault == Fault.reset(1000)
     # the queue is empty again: served normally
-    assert requests.get(server.url + "data.bin", timeout=5).content == data
+    assert requests.get(faulty.url + "data.bin", timeout=5).content == data
 
 
-def test_fault_truncate(server: CollectionServer, data: bytes) -> None:
-    server.add_faults("data.bin", Fault.truncate(after_bytes=5000))
-    r = requests.get(server.url + "data.bin", stream=True, timeout=5)
+def test_fault_truncate(faulty: FaultyServer, data: bytes) -> None:
+    faulty.add_faults("data.bin", Fault.truncate(after_bytes=5000))
+    r = requests.get(faulty.url + "data.bin", stream=True, timeout=5)
     assert r.status_code == 200
     assert r.headers["Content-Length"] == str(SIZE)
     received, error = read_raw(r)
@@ -269,16 +333,16 @@ def test_fault_truncate(server: CollectionServer, data: bytes) -> None:
     assert error is not None  # urllib3 notices the short body
 
 
-def test_fault_truncate_applies_to_the_requested_range(server: CollectionServer, data: bytes) -> None:
-    server.add_faults("data.bin", Fault.truncate(after_bytes=100))
-    r = requests.get(server.url + "data.bin", headers={"Range": "bytes=1000-"}, stream=True, timeout=5)
+def test_fault_truncate_applies_to_the_requested_range(faulty: FaultyServer, data: bytes) -> None:
+    faulty.add_faults("data.bin", Fault.truncate(after_bytes=100))
+    r = requests.get(faulty.url + "data.bin", headers={"Range": "bytes=1000-"}, stream=True, timeout=5)
     assert r.status_code == 206
     received, _ = read_raw(r)
     assert received == data[1000:1100]
 
 
-def test_fault_status(server: CollectionServer, data: bytes) -> None:
-    server.add_faults(
+def test_fault_status(faulty: FaultyServer, data: bytes) -> None:
+    faulty.add_faults(
         "data.bin",
         Fault.status(503, retry_after=7),
         Fault.status(429, retry_after=1),
@@ -286,7 +350,7 @@ def test_fault_status(server: CollectionServer, data: bytes) -> None:
         Fault.status(404),
         Fault.status(403),
     )
-    url = server.url + "data.bin"
+    url = faulty.url + "data.bin"
     with requests.Session() as session:  # status faults keep the connection usable
         r = session.get(url, timeout=5)
         assert r.status_code == 503 and r.headers["Retry-After"] == "7"
@@ -299,27 +363,25 @@ def test_fault_status(server: CollectionServer, data: bytes) -> None:
         assert session.get(url, timeout=5).status_code == 404
         assert session.get(url, timeout=5).status_code == 403
         assert session.get(url, timeout=5).content == data
-    assert [rec.status for rec in server.requests] == [503, 200, 429, 500, 404, 403, 200]
+    assert [rec.status for rec in faulty.requests] == [503, 200, 429, 500, 404, 403, 200]
 
 
-def test_fault_stall(server: CollectionServer) -> None:
-    server.add_faults("data.bin", Fault.stall(after_bytes=1000, seconds=2))
-    start = time.monotonic()
-    r = requests.get(server.url + "data.bin", stream=True, timeout=(2, 0.3))
+def test_fault_stall(faulty: FaultyServer) -> None:
+    # The stall outlasts the test; the client's read timeout is what ends the wait.
+    faulty.add_faults("data.bin", Fault.stall(after_bytes=1000, seconds=3600))
+    r = requests.get(faulty.url + "data.bin", stream=True, timeout=(2, 0.3))
     received, error = read_raw(r, size=500)
-    elapsed = time.monotonic() - start
     assert isinstance(error, urllib3.exceptions.ReadTimeoutError)
     assert len(received) == 1000
-    assert 0.3 <= elapsed < 1.5
-    with pytest.raises(requests.exceptions.RequestException):
-        server.add_faults("data.bin", Fault.stall(after_bytes=10, seconds=2))
-        requests.get(server.url + "data.bin", timeout=(2, 0.3))
+    # the server is still inside the stall: the response started and has not ended
+    assert faulty.events == [("start", "data.bin")]
+    assert faulty.bytes_served_for("data.bin") == 1000
 
 
-def test_fault_change_after(server: CollectionServer, root: Path, data: bytes) -> None:
-    url = server.url + "data.bin"
+def test_fault_change_after(faulty: FaultyServer, root: Path, data: bytes) -> None:
+    url = faulty.url + "data.bin"
     old = requests.head(url, timeout=5).headers
-    server.add_faults("data.bin", Fault.change_after(after_bytes=2000, new_content=b"new content"))
+    faulty.add_faults("data.bin", Fault.change_after(after_bytes=2000, new_content=b"new content"))
     with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         requests.get(url, timeout=5)
     assert (root / "data.bin").read_bytes() == b"new content"
@@ -332,16 +394,16 @@ def test_fault_change_after(server: CollectionServer, root: Path, data: bytes) -
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_faults_are_fifo_per_path(server: CollectionServer, data: bytes) -> None:
-    server.add_faults("/sub//small.txt", Fault.status(500))
-    server.add_faults("data.bin", Fault.status(502), Fault.truncate(10))
-    assert server.pending_faults("data.bin") == [Fault.status(502), Fault.truncate(10)]
-    assert requests.get(server.url + "data.bin", timeout=5).status_code == 502
-    assert requests.get(server.url + "sub/small.txt", timeout=5).status_code == 500
-    r = requests.get(server.url + "data.bin", stream=True, timeout=5)
+def test_faults_are_fifo_per_path(faulty: FaultyServer, data: bytes) -> None:
+    faulty.add_faults("/sub//small.txt", Fault.status(500))
+    faulty.add_faults("data.bin", Fault.status(502), Fault.truncate(10))
+    assert faulty.pending_faults("data.bin") == [Fault.status(502), Fault.truncate(10)]
+    assert requests.get(faulty.url + "data.bin", timeout=5).status_code == 502
+    assert requests.get(faulty.url + "sub/small.txt", timeout=5).status_code == 500
+    r = requests.get(faulty.url + "data.bin", stream=True, timeout=5)
     assert read_raw(r)[0] == data[:10]
-    assert requests.get(server.url + "data.bin", timeout=5).content == data
-    assert server.pending_faults("data.bin") == []
+    assert requests.get(faulty.url + "data.bin", timeout=5).content == data
+    assert faulty.pending_faults("data.bin") == []
 
 
 def test_fault_constructors() -> None:
@@ -358,45 +420,63 @@ def test_fault_constructors() -> None:
 # -- statistics -------------------------------------------------------------------------------
 
 
-def test_stats(server: CollectionServer) -> None:
+def test_stats(faulty: FaultyServer) -> None:
     with requests.Session() as session:
-        session.get(server.url + "data.bin", timeout=5)
-        session.get(server.url + "data.bin", headers={"Range": "bytes=0-99"}, timeout=5)
-        session.head(server.url + "data.bin", timeout=5)
-        session.get(server.url + "sub/small.txt", timeout=5)
-        session.get(server.url + "missing", timeout=5)
-        stats = session.get(server.url + "_loopback/stats", timeout=5).json()
+        session.get(faulty.url + "data.bin", timeout=5)
+        session.get(faulty.url + "data.bin", headers={"Range": "bytes=0-99"}, timeout=5)
+        session.head(faulty.url + "data.bin", timeout=5)
+        session.get(faulty.url + "sub/small.txt", timeout=5)
+        session.get(faulty.url + "missing", timeout=5)
+        stats = session.get(faulty.url + "_loopback/stats", timeout=5).json()
 
-    assert server.bytes_served_for("data.bin") == SIZE + 100
-    assert server.bytes_served_for("sub/small.txt") == 16
-    assert server.bytes_served == SIZE + 100 + 16
+    assert faulty.bytes_served_for("data.bin") == SIZE + 100
+    assert faulty.bytes_served_for("sub/small.txt") == 16
+    assert faulty.bytes_served == SIZE + 100 + 16
     assert stats == {"bytes_served": SIZE + 100 + 16, "requests": 5}
-    assert server.requests == [
+    assert faulty.requests == [
         RequestRecord("GET", "data.bin", None, None, 200),
         RequestRecord("GET", "data.bin", "bytes=0-99", None, 206),
         RequestRecord("HEAD", "data.bin", None, None, 200),
         RequestRecord("GET", "sub/small.txt", None, None, 200),
         RequestRecord("GET", "missing", None, None, 404),
     ]
-    server.reset_stats()
-    assert server.bytes_served == 0 and server.requests == []
-    assert server.bytes_served_for("data.bin") == 0
+    faulty.reset_stats()
+    assert faulty.bytes_served == 0 and faulty.requests == []
+    assert faulty.bytes_served_for("data.bin") == 0
 
 
-def test_stop_is_prompt_with_open_and_stalled_connections(root: Path) -> None:
-    server = CollectionServer(root).start()
-    server.add_faults("data.bin", Fault.stall(after_bytes=10, seconds=30))
+def test_stop_wakes_open_and_stalled_connections(root: Path) -> None:
+    faulty = FaultyServer(root).start()
+    faulty.add_faults("data.bin", Fault.stall(after_bytes=10, seconds=3600))
     session = requests.Session()
-    session.get(server.url + "sub/small.txt", timeout=5)  # an idle keep-alive connection
-    stalled = requests.get(server.url + "data.bin", stream=True, timeout=5)
+    session.get(faulty.url + "sub/small.txt", timeout=5)  # an idle keep-alive connection
+    stalled = requests.get(faulty.url + "data.bin", stream=True, timeout=5)
     assert stalled.raw.read(10)
-    start = time.monotonic()
-    server.stop()
-    assert time.monotonic() - start < 2
+    assert ("end", "data.bin") not in faulty.events
+    faulty.stop()
+    # Only stop() can end an hour-long stall: its "end" event shows the handler was woken
+    # (the wait's timeout is a guard against hanging, not a measure).
+    faulty.wait_for(lambda events: ("end", "data.bin") in events, timeout=30)
     session.close()
     stalled.close()
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://127.0.0.1:{server.port}/sub/small.txt", timeout=2)
+        requests.get(f"http://127.0.0.1:{faulty.port}/sub/small.txt", timeout=2)
+
+
+def test_events_show_overlap_and_order(faulty: FaultyServer) -> None:
+    faulty.add_faults("data.bin", Fault.stall(after_bytes=10, seconds=3600))
+    stalled = requests.get(faulty.url + "data.bin", stream=True, timeout=5)
+    assert stalled.raw.read(10)
+    requests.get(faulty.url + "sub/small.txt", timeout=5)
+    requests.get(faulty.url + "nope", timeout=5)
+    assert faulty.events == [
+        ("start", "data.bin"),
+        ("start", "sub/small.txt"),
+        ("end", "sub/small.txt"),
+        ("start", "nope"),
+        ("end", "nope"),
+    ]
+    stalled.close()
 
 
 # -- another process --------------------------------------------------------------------------

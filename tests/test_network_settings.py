@@ -14,7 +14,7 @@ import requests
 from collections_for_tests import FGS_RAW, dark_bytes, gz, make_collection
 from mirage_data.download.api import DownloadFailed, download_reffiles
 from mirage_data.download.transfer import TransferOptions
-from mirage_data.testing.server import CollectionServer
+from support.faulty_server import FaultyServer
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def tls_collection(tmp_path):
     context.load_cert_chain(cert, key)
     raw = dark_bytes(300_000)
     catalog = make_collection(tmp_path / "remote", {FGS_RAW[0]: gz(raw)})
-    with CollectionServer(tmp_path / "remote", ssl_context=context) as server:
+    with FaultyServer(tmp_path / "remote", ssl_context=context) as server:
         yield server, catalog, raw, cert
 
 
@@ -102,7 +102,7 @@ def test_proxy_from_environment(tmp_path, monkeypatch):
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     _Proxy.seen = []
     try:
-        with CollectionServer(tmp_path / "remote") as server:
+        with FaultyServer(tmp_path / "remote") as server:
             monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_port}")
             monkeypatch.delenv("NO_PROXY", raising=False)
             monkeypatch.delenv("no_proxy", raising=False)

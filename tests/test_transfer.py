@@ -12,7 +12,7 @@ from mirage_data.download.api import DownloadFailed, download_reffiles
 from mirage_data.download.partial import merge_ranges, missing_ranges, split_ranges
 from mirage_data.download.transfer import TransferOptions
 from mirage_data.install.state import partial_path
-from mirage_data.testing.server import CollectionServer, Fault
+from support.faulty_server import Fault, FaultyServer
 
 FAST = TransferOptions(backoff=0.02, max_backoff=0.5, read_timeout=1.0, connect_timeout=2.0, retries=3)
 SEGMENT = 256 << 10  # small segments so a few-MB file uses several connections
@@ -43,7 +43,7 @@ def one_dark(tmp_path):
     raw = dark_bytes(3_000_000)
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_RAW[0]: gz(raw)})
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         yield server, catalog, raw, FGS_RAW[0]
 
 
@@ -68,7 +68,7 @@ def test_several_connections_fill_one_file(tmp_path):
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_RAW[1]: data})
     opts = TransferOptions(**{**FAST.__dict__, "segment_size": SEGMENT})
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         fetch(tmp_path / "dest", server, catalog, options=opts, connections=4)
         ranged = [r for r in server.requests if r.method == "GET" and r.range]
     assert installed(tmp_path / "dest", FGS_RAW[1]).read_bytes() == raw
@@ -126,7 +126,7 @@ def test_server_without_ranges_restarts_cleanly(tmp_path):
     raw = dark_bytes(2_000_000, seed=5)
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_RAW[2]: gz(raw)})
-    with CollectionServer(root, accept_ranges=False) as server:
+    with FaultyServer(root, accept_ranges=False) as server:
         server.add_faults(FGS_RAW[2], Fault.reset(after_bytes=200_000))
         fetch(tmp_path / "dest", server, catalog)
         assert all(r.status == 200 for r in server.requests if r.method == "GET")
@@ -138,7 +138,7 @@ def test_file_changed_on_server_restarts_from_zero(tmp_path):
     root = tmp_path / "remote"
     # No checksums: the catalog cannot know which version is right; the server's validators can.
     catalog = make_collection(root, {FGS_RAW[3]: gz(old)}, checksums=False)
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         server.add_faults(FGS_RAW[3], Fault.change_after(after_bytes=300_000, new_content=gz(new)))
         fetch(tmp_path / "dest", server, catalog, connections=1)
         gets = [r for r in server.requests if r.method == "GET"]
@@ -150,7 +150,7 @@ def test_permanent_failure_fails_fast_and_others_finish(tmp_path):
     files = {FGS_RAW[0]: gz(dark_bytes(500_000)), FGS_RAW[1]: gz(dark_bytes(500_000, seed=9))}
     root = tmp_path / "remote"
     catalog = make_collection(root, files)
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         server.add_faults(FGS_RAW[0], *[Fault.status(404)] * 5)
         t0 = time.monotonic()
         with pytest.raises(DownloadFailed) as info:
@@ -170,7 +170,7 @@ def test_bad_checksum_twice_is_permanent_and_installs_nothing(tmp_path):
     catalog = make_collection(root, {FGS_RAW[0]: gz(dark_bytes(400_000))})
     entry = catalog.get(FGS_RAW[0])
     catalog = catalog.with_checksums({entry.relative_path: (entry.size, "0" * 64)})
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         with pytest.raises(DownloadFailed, match="sha256"):
             fetch(tmp_path / "dest", server, catalog)
         full_gets = [r for r in server.requests if r.method == "GET"]
@@ -194,7 +194,7 @@ def test_corrupt_gzip_is_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF  # damage inside the deflate stream
     root = tmp_path / "remote"
     catalog = make_collection(root, {FGS_RAW[0]: bytes(data)})  # checksums match the damaged file
-    with CollectionServer(root) as server:
+    with FaultyServer(root) as server:
         with pytest.raises(DownloadFailed, match="gzip|damaged"):
             fetch(tmp_path / "dest", server, catalog)
     assert not installed(tmp_path / "dest", FGS_RAW[0]).exists()
