@@ -326,10 +326,10 @@ def test_generation_is_deterministic(generated, tmp_path):
     results = {}
     for raw in _one_raw_per_instrument(catalog):
         lin = by_path[linearized_name(raw.relative_path)]
-        results.update(sample._write_dark_pair(tmp_path, raw, lin, NGROUPS, 0))
+        results.update(sample.darks.write_dark_pair(tmp_path, raw, lin, NGROUPS, 0))
     for e in catalog:
         if not e.is_dark:
-            results.update(sample._write_archive(tmp_path, e, 0))
+            results.update(sample.archives.write_archive(tmp_path, e, 0))
     for path, (size, sha256) in results.items():
         assert (size, sha256) == (by_path[path].size, by_path[path].sha256), path
 
@@ -337,7 +337,7 @@ def test_generation_is_deterministic(generated, tmp_path):
 def test_other_seed_gives_other_data(generated, tmp_path):
     root, catalog = generated
     e = next(e for e in catalog if e.group == "psf_library")
-    assert sample._write_archive(tmp_path, e, 1)[e.relative_path][1] != e.sha256
+    assert sample.archives.write_archive(tmp_path, e, 1)[e.relative_path][1] != e.sha256
 
 
 def test_second_call_is_fast_and_writes_nothing(generated):
@@ -370,33 +370,33 @@ def test_moved_folder_is_re_pointed_without_regenerating(generated, tmp_path):
 
 def test_other_parameters_are_not_taken_for_done(generated):
     root, _ = generated
-    same = {"generator_version": sample._GENERATOR_VERSION, "ngroups": NGROUPS, "extra_darks": True, "seed": 0}
-    assert sample._existing_sample(root, same) is not None
+    same = {"generator_version": sample.collection._GENERATOR_VERSION, "ngroups": NGROUPS, "extra_darks": True, "seed": 0}
+    assert sample.collection._existing_sample(root, same) is not None
     for change in ({"ngroups": 3}, {"seed": 1}, {"extra_darks": False}):
-        assert sample._existing_sample(root, {**same, **change}) is None
+        assert sample.collection._existing_sample(root, {**same, **change}) is None
 
 
 def test_missing_or_truncated_file_is_not_taken_for_done(tmp_path):
     # A tiny fake "generation": one archive plus catalog and parameters.
     entry = next(e for e in load_catalog() if e.group == "ghosts")
-    size, sha256 = sample._write_archive(tmp_path, entry, 0)[entry.relative_path]
-    params = {"generator_version": sample._GENERATOR_VERSION, "ngroups": 1, "extra_darks": True, "seed": 0}
-    (tmp_path / sample._PARAMS_NAME).write_text(json.dumps(params))
+    size, sha256 = sample.archives.write_archive(tmp_path, entry, 0)[entry.relative_path]
+    params = {"generator_version": sample.collection._GENERATOR_VERSION, "ngroups": 1, "extra_darks": True, "seed": 0}
+    (tmp_path / sample.collection._PARAMS_NAME).write_text(json.dumps(params))
     checksums = {entry.relative_path: (size, sha256)}
     load_catalog().subset([entry.relative_path]).with_checksums(checksums).write(tmp_path / "catalog.tsv")
-    assert sample._existing_sample(tmp_path, params) is not None
+    assert sample.collection._existing_sample(tmp_path, params) is not None
     path = tmp_path / entry.relative_path
     path.write_bytes(path.read_bytes()[:-1])
-    assert sample._existing_sample(tmp_path, params) is None
+    assert sample.collection._existing_sample(tmp_path, params) is None
     path.unlink()
-    assert sample._existing_sample(tmp_path, params) is None
+    assert sample.collection._existing_sample(tmp_path, params) is None
 
 
 def test_interrupted_dark_leaves_no_file_at_final_path(tmp_path, monkeypatch):
     catalog = load_catalog()
     raw = next(e for e in catalog if e.dark_kind == "raw" and e.instrument == "fgs")
     lin = catalog.get(linearized_name(raw.relative_path))
-    original = sample._float32_fits
+    original = sample.darks._float32_fits
     calls = []
 
     def failing(frame):  # interrupt after the first linearized group
@@ -405,9 +405,9 @@ def test_interrupted_dark_leaves_no_file_at_final_path(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(frame)
 
-    monkeypatch.setattr(sample, "_float32_fits", failing)
+    monkeypatch.setattr(sample.darks, "_float32_fits", failing)
     with pytest.raises(KeyboardInterrupt):
-        sample._write_dark_pair(tmp_path, raw, lin, 3, 0)
+        sample.darks.write_dark_pair(tmp_path, raw, lin, 3, 0)
     assert not (tmp_path / raw.relative_path).exists()
     assert not (tmp_path / lin.relative_path).exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
