@@ -17,15 +17,39 @@ import numpy as np
 from mirage_data.collection.catalog import Catalog, load_catalog
 
 REAL = load_catalog()
-FGS_RAW = [e.relative_path for e in REAL if e.instrument == "fgs" and e.dark_kind == "raw"]
+#: FGS raw darks, the five of GUIDER2 first: `dark_bytes` makes GUIDER2 darks, which the
+#: downloader's content checks accept at FGS_RAW[0] .. FGS_RAW[4].
+FGS_RAW = sorted(
+    (e.relative_path for e in REAL if e.instrument == "fgs" and e.dark_kind == "raw"),
+    key=lambda rp: REAL.get(rp).detectors != ("GUIDER2",),
+)
 FGS_CR = "fgs/cosmic_ray_library/mirage_fgs_cr_library.tar.gz"
 
 
 def dark_bytes(n_bytes: int, seed: int = 0) -> bytes:
-    """Uncompressed content of a 'dark': low-entropy integers, like a real dark compresses."""
+    """Uncompressed content of a raw GUIDER2 dark of about *n_bytes*: a real FITS file (the
+    downloader checks what it installs) whose SCI holds low-entropy integers, compressing like
+    a real dark."""
+    from astropy.io import fits
+
     rng = np.random.default_rng(seed)
-    values = (12000 + rng.normal(0, 6, n_bytes // 2)).astype(">u2")
-    return values.tobytes()
+    rows = max(1, (n_bytes - 3 * 2880) // 512)
+    primary = fits.PrimaryHDU()
+    primary.header["INSTRUME"], primary.header["DETECTOR"] = "FGS", "GUIDER2"
+    sci = (12000 + rng.normal(0, 6, (1, 1, rows, 256))).astype(np.uint16)
+    buf = io.BytesIO()
+    fits.HDUList([primary, fits.ImageHDU(sci, name="SCI")]).writeto(buf)
+    return buf.getvalue()
+
+
+def library_fits(seed: int = 0, stamps: int = 5) -> bytes:
+    """A small cosmic-ray library file: an empty primary HDU and a cube of 21 x 21 stamps."""
+    from astropy.io import fits
+
+    cube = np.random.default_rng(seed).random((stamps, 21, 21)).astype(np.float32)
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(cube)]).writeto(buf)
+    return buf.getvalue()
 
 
 def gz(data: bytes) -> bytes:

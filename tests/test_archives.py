@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from collections_for_tests import FGS_CR, make_collection, tarball
+from collections_for_tests import FGS_CR, library_fits, make_collection, tarball
 from mirage_data.download.api import DownloadFailed, download_reffiles
 from mirage_data.install.unpack import UnsafeArchive, member_destination
 from support.faulty_server import FaultyServer
@@ -23,8 +23,8 @@ def fetch_cr(tmp_path, data: bytes, **kw):
 
 def test_archive_unpacks_into_layout_without_leftovers(tmp_path):
     members = {
-        "mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER1.fits": b"a" * 5000,
-        "mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER2.fits": b"b" * 7000,
+        "mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER1.fits": library_fits(1),
+        "mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER2.fits": library_fits(2),
     }
     fetch_cr(tmp_path, tarball(members))
     mirage_data = tmp_path / "dest" / "mirage_data"
@@ -40,14 +40,14 @@ def test_archive_unpacks_into_layout_without_leftovers(tmp_path):
 
 
 def test_keep_archives(tmp_path):
-    data = tarball({"mirage_data/fgs/cosmic_ray_library/CRs.fits": b"x" * 100})
+    data = tarball({"mirage_data/fgs/cosmic_ray_library/CRs.fits": library_fits(3)})
     fetch_cr(tmp_path, data, keep_archives=True)
     kept = tmp_path / "dest" / "mirage_data" / ".mirage-data" / "archives" / FGS_CR
     assert kept.read_bytes() == data
 
 
 def test_members_without_prefix_go_to_the_groups_folder(tmp_path):
-    fetch_cr(tmp_path, tarball({"./CRs_MCD1.7_FLARES_01_IPC_FGS_GUIDER1.fits": b"z" * 10}))
+    fetch_cr(tmp_path, tarball({"./CRs_MCD1.7_FLARES_01_IPC_FGS_GUIDER1.fits": library_fits(4)}))
     assert (tmp_path / "dest/mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_FLARES_01_IPC_FGS_GUIDER1.fits").exists()
 
 
@@ -72,7 +72,7 @@ def _info(name, type_=tarfile.REGTYPE, linkname="", size=0):
     ids=["dotdot", "absolute", "symlink-abs", "symlink-up", "hardlink", "device", "fifo", "state"],
 )
 def test_malicious_archive_is_refused_and_nothing_written(tmp_path, bad, why):
-    good = {"mirage_data/fgs/cosmic_ray_library/CRs_ok.fits": b"ok" * 100}
+    good = {"mirage_data/fgs/cosmic_ray_library/CRs_ok.fits": library_fits(5)}
     data = tarball(good, extra=[bad])
     with pytest.raises(DownloadFailed, match="unsafe archive refused") as info:
         fetch_cr(tmp_path, data)

@@ -250,6 +250,8 @@ class FitsCheck:
 
     def finish(self) -> None:
         if not self.hdus:
+            if not bytes(self._header).startswith(b"SIMPLE  ="):
+                raise WrongContent(f"{self.what}: {describe_start(bytes(self._header))}")
             raise WrongContent(f"{self.what}: ends after {self.total} bytes, before its first FITS header is complete")
         if self._header:
             raise WrongContent(f"{self.what}: ends inside a FITS header (truncated?)")
@@ -319,10 +321,10 @@ def dark_check(entry, limit: int | None = None) -> FitsCheck:
         if len(sci.shape) not in (3, 4) or 0 in sci.shape:
             raise WrongContent(f"{what}: SCI has shape {sci.shape}, expected (nints, ngroups, ny, nx)")
         if entry.dark_kind == "linearized":
+            if "SBANDREFPIX" not in by_name:
+                raise WrongContent(f"{what}: has no SBANDREFPIX extension, so it is not a linearized dark")
             for name in ("SCI", "SBANDREFPIX"):
-                h = by_name.get(name)
-                if h is None:
-                    raise WrongContent(f"{what}: has no {name} extension, so it is not a linearized dark")
+                h = by_name[name]
                 if h.bitpix > 0:
                     raise WrongContent(f"{what}: {name} holds integers (BITPIX {h.bitpix}), expected float32")
             if by_name["SBANDREFPIX"].shape != sci.shape:

@@ -1,0 +1,390 @@
+"""Every file is checked for what it is before it is installed (issue 8, section 1).
+
+A hostile or broken server sends intact bytes of the wrong thing: an HTML page, another
+guider's dark, a gzip bomb, a tarball that plants files elsewhere. Each case is served from a
+folder by the plain loopback server, over real HTTP, as real FITS files written with astropy,
+and must be refused with a message saying what arrived, leaving nothing in the layout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from mirage_data.collection.catalog import load_catalog
+from mirage_data.download.api import DownloadFailed, download_reffiles
+from mirage_data.install.content import MIN_ALLOWANCE, WrongContent, check_file, check_for
+from mirage_data.install.unpack import CHUNK, GunzipReader
+from mirage_data.testing.server import CollectionServer
+
+REAL = load_catalog()
+
+
+def _dark_entry(instrument: str, kind: str, detector: str):
+    return next(e for e in REAL if e.instrument == instrument and e.dark_kind == kind and e.detectors == (detector,))
+
+
+G1_RAW = _dark_entry("fgs", "raw", "GUIDER1")
+G1_LIN = _dark_entry("fgs", "linearized", "GUIDER1")
+A5_RAW = _dark_entry("nircam", "raw", "A5")
+FGS_CR = next(e for e in REAL if e.instrument == "fgs" and e.group == "cosmic_ray_library")
+PSF_12 = next(e for e in REAL if e.group == "psf_library" and e.detectors == ("A1", "A2"))
+PSF_345 = next(e for e in REAL if e.group == "psf_library" and e.detectors == ("A3", "A4", "A5"))
+PSF_FOLDER = "mirage_data/nircam/gridded_psf_library"
+
+
+# ---------------------------------------------------------------------------- real FITS files
+
+
+def fits_bytes(hdus) -> bytes:
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+def dark(
+    kind: str = "raw",
+    instrume: str = "FGS",
+    detector: str = "GUIDER1",
+    ngroups: int = 2,
+    n: int = 32,
+    raw_dtype=np.uint16,
+    extra: bool = False,
+) -> bytes:
+    """A small dark of its kind (FORMATS.md section 3), written by astropy."""
+    primary = fits.PrimaryHDU()
+    for key, value in {
+        "INSTRUME": instrume,
+        "DETECTOR": detector,
+        "READPATT": "FGSRAPID",
+        "NINTS": 1,
+        "NGROUPS": ngroups,
+        "NFRAMES": 1,
+        "NSKIP": 0,
+    }.items():
+        primary.header[key] = value
+    rng = np.random.default_rng(ngroups)
+    shape = (1, ngroups, n, n)
+    if kind == "raw":
+        sci = (12000 + rng.normal(0, 5, shape)).astype(raw_dtype)
+        hdus = [primary, fits.ImageHDU(sci, name="SCI"), fits.ImageHDU(sci[:, 0], name="ZEROFRAME")]
+    else:
+        sci = rng.normal(0, 5, shape).astype(np.float32)
+        hdus = [
+            primary,
+            fits.ImageHDU(sci, name="SCI"),
+            fits.ImageHDU(sci + 100, name="SBANDREFPIX"),
+            fits.ImageHDU(sci[:, 0], name="ZEROFRAME"),
+            fits.ImageHDU(sci[:, 0] + 100, name="ZEROSBANDREFPIX"),
+        ]
+    if extra:
+        hdus.append(fits.ImageHDU(np.zeros((4, 4), np.uint8), name="NOTES"))
+    return fits_bytes(hdus)
+
+
+def psf_file(detector: str = "NRCA1", seed: int = 0) -> bytes:
+    header = fits.Header()
+    for key, value in {
+        "INSTRUME": "NIRCAM",
+        "DETECTOR": detector,
+        "FILTER": "F200W",
+        "PUPIL": "CLEAR",
+        "OVERSAMP": 2,
+        "NUM_PSFS": 1,
+        "DET_YX0": "(1024.0, 1024.0)",
+    }.items():
+        header[key] = value
+    cube = np.random.default_rng(seed).random((1, 8, 8)).astype(np.float32)
+    return fits_bytes([fits.PrimaryHDU(cube, header=header)])
+
+
+def cr_file(seed: int = 0) -> bytes:
+    stamps = np.random.default_rng(seed).random((5, 21, 21)).astype(np.float32)
+    return fits_bytes([fits.PrimaryHDU(), fits.ImageHDU(stamps)])
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
+def tarball(members: list[tuple[str, bytes]], folders: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in folders:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def serve(root: Path, files: dict) -> object:
+    """Write *files* (entry -> bytes) below *root*; return their catalog (no sizes or sha256,
+    as the real collection publishes none)."""
+    for entry, data in files.items():
+        path = root / entry.relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return REAL.subset(e.relative_path for e in files)
+
+
+def fetch(tmp_path: Path, files: dict, dest: str = "dest", **kw):
+    """Serve *files* on loopback and download them all; return (result or error, MIRAGE_DATA)."""
+    root = tmp_path / "remote"
+    catalog = serve(root, files)
+    instruments = sorted({e.instrument for e in files})
+    kw.setdefault("dark_type", "both")
+    with CollectionServer(root) as server:
+        try:
+            outcome = download_reffiles(
+                tmp_path / dest, instruments, mirror=server.url, catalog=catalog, quiet=True, jobs=1, **kw
+            )
+        except DownloadFailed as exc:
+            outcome = exc
+    return outcome, tmp_path / dest / "mirage_data"
+
+
+def layout(mirage_data: Path) -> set[str]:
+    return {
+        str(p.relative_to(mirage_data))
+        for p in mirage_data.rglob("*")
+        if p.is_file() and ".mirage-data" not in p.relative_to(mirage_data).parts
+    }
+
+
+def refused(outcome, mirage_data: Path, *words: str) -> str:
+    assert isinstance(outcome, DownloadFailed), outcome
+    message = str(outcome)
+    for word in words:
+        assert word in message, message
+    assert "refused" in message
+    return message
+
+
+# ---------------------------------------------------------------------------- darks
+
+
+def test_real_darks_of_every_kind_install(tmp_path):
+    """Both detector spellings, float raw data and an extra HDU are all fine."""
+    files = {
+        G1_RAW: gz(dark("raw", extra=True)),
+        G1_LIN: gz(dark("linearized")),
+        A5_RAW: gz(dark("raw", instrume="NIRCAM", detector="NRCA5", raw_dtype=np.float32)),
+    }
+    outcome, mirage_data = fetch(tmp_path, files)
+    assert not isinstance(outcome, Exception), outcome
+    assert layout(mirage_data) == {e.install_path for e in files}
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzipped", "plain"])
+def test_an_html_page_in_a_darks_place_is_refused(tmp_path, compressed):
+    page = b"<!DOCTYPE html>\n<html><head><title>Maintenance</title></head><body>Back soon</body></html>\n" * 50
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(page) if compressed else page})
+    refused(outcome, mirage_data, "the server sent an HTML page", G1_RAW.relative_path)
+    assert layout(mirage_data) == set()
+    assert not list((mirage_data / ".mirage-data").rglob("*.part"))
+
+
+def test_another_guiders_dark_is_refused(tmp_path):
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(dark("raw", detector="GUIDER2"))})
+    refused(outcome, mirage_data, "DETECTOR is GUIDER2, expected GUIDER1")
+    assert layout(mirage_data) == set()
+
+
+def test_another_instruments_dark_is_refused(tmp_path):
+    outcome, mirage_data = fetch(tmp_path, {A5_RAW: gz(dark("raw", instrume="NIRISS", detector="NIS"))})
+    refused(outcome, mirage_data, "INSTRUME is NIRISS, expected NIRCAM")
+
+
+def test_a_raw_dark_in_a_linearized_darks_place_is_refused(tmp_path):
+    outcome, mirage_data = fetch(tmp_path, {G1_LIN: gz(dark("raw"))})
+    refused(outcome, mirage_data, "no SBANDREFPIX", "not a linearized dark")
+    assert layout(mirage_data) == set()
+
+
+def test_a_dark_shorter_than_its_headers_is_refused(tmp_path):
+    data = dark("raw")
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(data[: len(data) - 2880])})
+    refused(outcome, mirage_data, "truncated", f"declare {len(data)} bytes")
+    assert layout(mirage_data) == set()
+
+
+def test_a_dark_without_sci_is_refused(tmp_path):
+    primary = fits.PrimaryHDU()
+    primary.header["INSTRUME"], primary.header["DETECTOR"] = "FGS", "GUIDER1"
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(fits_bytes([primary]))})
+    refused(outcome, mirage_data, "has no SCI extension")
+
+
+# ---------------------------------------------------------------------------- bombs
+
+
+def zeros_gz(n_bytes: int, head: bytes = b"") -> bytes:
+    """*head* followed by *n_bytes* zero bytes, gzipped as a stream (quick: zeros compress 1000:1)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [c.compress(head)]
+    block = bytes(8 << 20)
+    for _ in range(n_bytes // len(block)):
+        parts.append(c.compress(block))
+    parts.append(c.flush())
+    return b"".join(parts)
+
+
+def test_a_bomb_after_a_valid_dark_stops_where_its_headers_end(tmp_path):
+    """A valid dark followed by 200 MB of zeros: refused at the first block its headers do not
+    account for, not after decompressing the rest."""
+    good = dark("raw")
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: zeros_gz(200 << 20, head=good)})
+    refused(outcome, mirage_data, "not a FITS extension", f"after {len(good)} bytes")
+    assert layout(mirage_data) == set()
+
+
+def test_a_dark_whose_headers_promise_too_much_is_refused_at_its_header(tmp_path):
+    """Headers declaring 6 GiB in a file of a few kB: refused as soon as the header is read."""
+    header = fits.Header()
+    header["XTENSION"], header["BITPIX"], header["NAXIS"] = "IMAGE", 16, 4
+    for i, n in enumerate((2048, 2048, 768, 1), start=1):
+        header[f"NAXIS{i}"] = n
+    header["PCOUNT"], header["GCOUNT"], header["EXTNAME"] = 0, 1, "SCI"
+    primary = fits.PrimaryHDU()
+    primary.header["INSTRUME"], primary.header["DETECTOR"] = "FGS", "GUIDER1"
+    head = fits_bytes([primary]) + header.tostring().encode()
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: zeros_gz(16 << 20, head=head)})
+    refused(outcome, mirage_data, "decompression bomb", "declare 64424")
+    assert layout(mirage_data) == set()
+
+
+def bomb_tarball(n_bytes: int) -> bytes:
+    """A cosmic-ray tarball with one real library file and a member of *n_bytes* zeros."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0) as gzf:
+        with tarfile.open(fileobj=gzf, mode="w") as tar:
+            ok = cr_file()
+            info = tarfile.TarInfo("mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER1.fits")
+            info.size = len(ok)
+            tar.addfile(info, io.BytesIO(ok))
+            info = tarfile.TarInfo("mirage_data/fgs/cosmic_ray_library/notes.txt")
+            info.size = n_bytes
+
+            class Zeros(io.RawIOBase):
+                def readinto(self, b):
+                    b[:] = bytes(len(b))
+                    return len(b)
+
+            tar.addfile(info, Zeros())
+    return out.getvalue()
+
+
+def test_a_gzip_bomb_archive_is_refused_and_decompression_stops_at_the_bound(tmp_path):
+    data = bomb_tarball(300 << 20)  # 300 MB of zeros in about 300 kB
+    assert len(data) < 1 << 20
+    outcome, mirage_data = fetch(tmp_path, {FGS_CR: data}, skip_darks=True)
+    refused(outcome, mirage_data, "decompression bomb")
+    assert layout(mirage_data) == set()
+    # The bound itself: decompression stops within one read of the allowance.
+    reader = GunzipReader(io.BytesIO(data), MIN_ALLOWANCE)
+    with pytest.raises(WrongContent, match="stopped after"):
+        while reader.read(CHUNK):
+            pass
+    assert MIN_ALLOWANCE < reader.output <= MIN_ALLOWANCE + CHUNK
+
+
+# ---------------------------------------------------------------------------- archives
+
+
+def cr_members(**extra: bytes) -> list[tuple[str, bytes]]:
+    members = [("mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER1.fits", cr_file())]
+    return members + list(extra.items())
+
+
+def test_an_archive_may_not_plant_files_outside_its_groups_folder(tmp_path):
+    members = cr_members() + [("mirage_data/nircam/darks/linearized/A1/planted.fits", dark("linearized"))]
+    outcome, mirage_data = fetch(tmp_path, {FGS_CR: tarball(members)}, skip_darks=True)
+    refused(outcome, mirage_data, "nircam/darks/linearized/A1/planted.fits", "outside fgs/cosmic_ray_library/")
+    assert layout(mirage_data) == set()
+
+
+def test_an_html_member_in_a_library_is_refused(tmp_path):
+    members = cr_members() + [
+        (
+            "mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_01_IPC_FGS_GUIDER1.fits",
+            b"<html><body>404</body></html>",
+        )
+    ]
+    outcome, mirage_data = fetch(tmp_path, {FGS_CR: tarball(members)}, skip_darks=True)
+    refused(outcome, mirage_data, "the server sent an HTML page")
+    assert layout(mirage_data) == set()
+
+
+def test_a_psf_library_without_the_headers_mirage_reads_is_refused(tmp_path):
+    bare = fits_bytes([fits.PrimaryHDU(np.zeros((1, 8, 8), np.float32))])
+    members = [(f"{PSF_FOLDER}/nircam_nrca1_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits", bare)]
+    outcome, mirage_data = fetch(tmp_path, {PSF_12: tarball(members)})
+    refused(outcome, mirage_data, "lacks INSTRUME, DETECTOR, FILTER, OVERSAMP, DET_YX0")
+
+
+def test_an_archive_is_installed_whole_or_not_at_all(tmp_path):
+    """A file ``x`` followed by ``x/y``: nothing of the archive reaches the layout."""
+    folder = "mirage_data/fgs/cosmic_ray_library"
+    members = cr_members() + [(f"{folder}/x", b"plain text"), (f"{folder}/x/y", b"more text")]
+    outcome, mirage_data = fetch(tmp_path, {FGS_CR: tarball(members)}, skip_darks=True)
+    refused(outcome, mirage_data, "both a file and a folder")
+    assert layout(mirage_data) == set()
+
+
+def test_psf_tarballs_may_share_identical_files_but_not_different_ones(tmp_path):
+    shared = f"{PSF_FOLDER}/nircam_nrca1_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits"
+    own = f"{PSF_FOLDER}/nircam_nrca3_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits"
+    same = {PSF_12: tarball([(shared, psf_file())]), PSF_345: tarball([(shared, psf_file()), (own, psf_file("NRCA3"))])}
+    outcome, mirage_data = fetch(tmp_path, same, dest="same")
+    assert not isinstance(outcome, Exception), outcome
+    from mirage_data.install.upkeep import verify_install
+
+    assert verify_install(mirage_data) == {}
+
+    different = {
+        PSF_12: tarball([(shared, psf_file(seed=1))]),
+        PSF_345: tarball([(shared, psf_file(seed=2)), (own, psf_file("NRCA3"))]),
+    }
+    outcome, mirage_data = fetch(tmp_path, different, dest="different")
+    message = refused(outcome, mirage_data, "would replace a different file installed from")
+    assert "1 of 2 files failed" in message
+    assert verify_install(mirage_data) == {}
+
+
+# ---------------------------------------------------------------------------- files on disk
+
+
+def test_check_file_reads_headers_and_checks_the_size(tmp_path):
+    path = tmp_path / "d.fits"
+    path.write_bytes(dark("raw"))
+    check_file(path, check_for(G1_RAW))
+    path.write_bytes(dark("raw") + bytes(2880))
+    with pytest.raises(WrongContent, match="not a FITS extension"):
+        check_file(path, check_for(G1_RAW))
+    path.write_bytes(dark("raw", detector="GUIDER2"))
+    with pytest.raises(WrongContent, match="DETECTOR is GUIDER2, expected GUIDER1"):
+        check_file(path, check_for(G1_RAW))
+
+
+def test_inventory_records_only_checked_files(tmp_path):
+    outcome, mirage_data = fetch(
+        tmp_path, {G1_RAW: gz(dark("raw", detector="GUIDER2")), G1_LIN: gz(dark("linearized"))}
+    )
+    assert isinstance(outcome, DownloadFailed)
+    records = json.loads((mirage_data / ".mirage-data" / "inventory.json").read_text())["files"]
+    assert list(records) == [G1_LIN.relative_path]
