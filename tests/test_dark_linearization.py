@@ -30,14 +30,10 @@ from mirage_data.calibration.reference_files import (
     resolve_calibration,
 )
 from mirage_data.collection.catalog import linearized_name
-from mirage_data.darks.linearize import (
-    DarkFormatError,
-    default_output_name,
-    find_raw_darks,
-    linearize_all,
-    linearize_dark,
-)
-from mirage_data.ramp import corrections as rc
+from mirage_data.darks.batch import default_output_name, find_raw_darks, linearize_all
+from mirage_data.darks.linearize import DarkFormatError, linearize_dark
+from mirage_data.ramp import linearize_ramp
+from mirage_data.ramp.dqflags import DQ
 
 NRC_RAW = "NRCNRCA1-DARK-60082202011_1_481_SE_2016-01-09T00h03m58_level1b_uncal.fits"
 FGS_RAW = "FGSFGS-DARK-60090604481_1_497_SE_2016-01-09T06h00m42_dms_uncal.fits"
@@ -63,7 +59,7 @@ def _no_partial_files(folder: Path) -> list[str]:
 def _reference_result(raw_path, refs):
     cal = read_calibration(CalibrationPaths(**refs))
     h = fits.getheader(raw_path)
-    return rc.linearize_ramp(
+    return linearize_ramp(
         fits.getdata(raw_path, "SCI"),
         fastaxis=h["FASTAXIS"],
         slowaxis=h["SLOWAXIS"],
@@ -155,7 +151,7 @@ def _write_sci(path, data, header=None, extname="SCI", extra=()):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("float", "unsigned 16-bit"),
+        ("float64", "unsigned 16-bit counts (BITPIX = 16, BZERO = 32768) or float32"),
         ("subarray", "subarray ramp"),
         ("three_d", "4-D"),
         ("no_sci", "no SCI extension"),
@@ -170,8 +166,8 @@ def test_bad_raw_darks_are_clear_errors_and_leave_no_output(tmp_path, raw_nrc, r
     src = tmp_path / "in"
     src.mkdir()
     bad = src / "bad_uncal.fits"
-    if case == "float":
-        _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.float32))
+    if case == "float64":
+        _write_sci(bad, np.zeros((1, 1, 2048, 2048), np.float64))
     elif case == "subarray":
         _write_sci(
             bad,
@@ -270,8 +266,8 @@ def test_mask_dq_def_is_applied_as_stdatamodels_does(refs):
     mask = read_mask(refs["NRCA1"]["mask"], detector="NRCA1")
     raw_dq = fits.getdata(refs["NRCA1"]["mask"], "DQ")
     # file bits 1 DO_NOT_USE, 2 DEAD, 4 HOT, 8 REFERENCE_PIXEL, 16 undefined
-    assert ((raw_dq & 8) != 0).sum() == ((mask.dq & rc.DQ["REFERENCE_PIXEL"]) != 0).sum() > 0
-    assert ((raw_dq & 4) != 0).sum() == ((mask.dq & rc.DQ["HOT"]) != 0).sum() > 0
+    assert ((raw_dq & 8) != 0).sum() == ((mask.dq & DQ["REFERENCE_PIXEL"]) != 0).sum() > 0
+    assert ((raw_dq & 4) != 0).sum() == ((mask.dq & DQ["HOT"]) != 0).sum() > 0
     assert not (mask.dq & 16).any() and (raw_dq & 16).any()
     stdatamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
     with stdatamodels.MaskModel(str(refs["NRCA1"]["mask"])) as model:

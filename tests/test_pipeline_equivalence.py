@@ -22,9 +22,9 @@ import pytest
 from astropy.io import fits
 
 import jwst_reference_files as J
+import mirage_data.ramp as rc
 from mirage_data.calibration.reference_files import CalibrationPaths, read_calibration
 from mirage_data.darks.linearize import linearize_dark
-from mirage_data.ramp import corrections as rc
 
 TOLERANCE = 1e-3  # DN
 
@@ -111,7 +111,7 @@ def test_nircam_rapid_file_equals_pipeline(tmp_path, crds_cache):
         linearity_dq=cal.linearity.dq,
     )
     first = fits.getdata(raw, "SCI")[0, 0].astype(np.float32) - prepared.bias
-    corr = rc.compute_refpix_correction(first, prepared.refpix_bad, -1, 2, float64=False)
+    corr = rc.compute_refpix_correction(first, prepared.refpix_bad, rc.FrameGeometry.full_frame(-1, 2), float64=False)
     assert corr.float64_columns is not None, "group 0 should take the pipeline's zero-spread branch"
 
 
@@ -142,18 +142,22 @@ def test_niriss_grouped_two_integrations_equal_pipeline(tmp_path, crds_cache):
 @needs_jwst
 def test_fgs_in_memory_equals_pipeline(tmp_path, crds_cache):
     """GUIDER1 through `linearize_ramp` (arrays), 2 threads and odd tile sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
     refs = J.write_reference_set(tmp_path / "refs", "GUIDER1", ncoeffs=4)
     raw = J.write_raw_dark(tmp_path / "fgs_uncal.fits", "GUIDER1", ngroups=3, seed=5)
     pipe = J.run_pipeline_subprocess(raw, refs, tmp_path / "pipe.npz", crds_cache)
     cal = read_calibration(CalibrationPaths(**refs), detector="GUIDER1")
     fast, slow = J.DETECTOR_AXES["GUIDER1"]
-    result = rc.linearize_ramp(
-        fits.getdata(raw, "SCI"),
-        fastaxis=fast,
-        slowaxis=slow,
-        threads=2,
-        **J.ramp_arrays(cal),
-    )
+    with ThreadPoolExecutor(2) as pool:
+        result = rc.linearize_ramp(
+            fits.getdata(raw, "SCI"),
+            fastaxis=fast,
+            slowaxis=slow,
+            tile_rows=100,
+            executor=pool,
+            **J.ramp_arrays(cal),
+        )
     ours = {"sci": result.sci, "sbandrefpix": result.sbandrefpix, "pixeldq": result.pixeldq, "groupdq": result.groupdq}
     _compare(ours, pipe, "GUIDER1 FGSRAPID 1x3 (arrays)")
 

@@ -1,25 +1,39 @@
-"""Unit tests of mirage_data.ramp.corrections (the algorithms, on arrays).
+"""Unit tests of mirage_data.ramp (the algorithms, on arrays).
 
 Small arrays where the algorithm allows (saturation, linearity, medians, clipping), compared
-with straightforward re-implementations or with stcal's own functions (stcal comes with jwst,
-a test dependency); full frames where the pipeline's layout needs them (reference pixels).
+with straightforward re-implementations or with stcal's own functions; full frames where the
+pipeline's layout needs them (reference pixels). stcal, stdatamodels and scipy come with the
+test extra (jwst): their absence fails these tests. The reference side always uses the
+pipeline's own flag values (``stdatamodels.jwst.datamodels.dqflags``), never ours.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import scipy.stats
+from stcal.linearity.linearity import linearity_correction
+from stcal.saturation.saturation import flag_saturated_pixels
+from stdatamodels.jwst.datamodels import dqflags
 
-from mirage_data.ramp import corrections as rc
+import mirage_data.ramp as rc
+from mirage_data.calibration.dq_def import apply_dq_definitions
+from mirage_data.ramp.refpix import _side_median, _sigma_clipped_mean
+from mirage_data.ramp.saturation import _grow_points
 
-DNU, SAT, AD = rc.DQ["DO_NOT_USE"], rc.DQ["SATURATED"], rc.DQ["AD_FLOOR"]
-_HAVE_STCAL = importlib.util.find_spec("stcal") is not None
-if not _HAVE_STCAL and os.environ.get("CI"):
-    raise ImportError("stcal (installed with the jwst test extra) is needed for these tests")
-needs_stcal = pytest.mark.skipif(not _HAVE_STCAL, reason="stcal comes with jwst (test extra)")
+#: The pipeline's flags (reference side) and the pipeline's A-to-D limit.
+PIPE = dqflags.pixel
+DNU, SAT, AD = PIPE["DO_NOT_USE"], PIPE["SATURATED"], PIPE["AD_FLOOR"]
+ATOD_LIMIT = 65535.0
+
+
+def test_flag_values_are_the_pipelines():
+    assert rc.DQ == dict(dqflags.pixel)
+    assert rc.GROUP_DQ == dict(dqflags.group)
+    assert rc.ATOD_LIMIT == ATOD_LIMIT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,18 +46,18 @@ def test_dq_definitions_map_by_name_and_drop_unknown_bits():
         [(1, "DO_NOT_USE"), (2, "DEAD"), (4, "HOT"), (8, "NOT_A_FLAG")],
         dtype=[("VALUE", np.uint32), ("NAME", "U20")],
     )
-    out = rc.apply_dq_definitions(dq, dq_def)
-    assert out.tolist() == [[DNU, rc.DQ["DEAD"], rc.DQ["HOT"], 0, 0, DNU | rc.DQ["DEAD"]]]
-    assert rc.apply_dq_definitions(dq, None) is dq
-    assert rc.apply_dq_definitions(dq, dq_def[:0]) is dq
+    out = apply_dq_definitions(dq, dq_def)
+    assert out.tolist() == [[DNU, PIPE["DEAD"], PIPE["HOT"], 0, 0, DNU | PIPE["DEAD"]]]
+    assert apply_dq_definitions(dq, None) is dq
+    assert apply_dq_definitions(dq, dq_def[:0]) is dq
 
 
 def test_initialize_dq_ors_mask_and_propagates_do_not_use():
-    mask = np.array([[0, DNU, rc.DQ["HOT"], DNU | rc.DQ["DEAD"]]], np.uint32)
-    pdq = np.array([[rc.DQ["WARM"], 0, 0, 0]], np.uint32)
+    mask = np.array([[0, DNU, PIPE["HOT"], DNU | PIPE["DEAD"]]], np.uint32)
+    pdq = np.array([[PIPE["WARM"], 0, 0, 0]], np.uint32)
     gdq = np.zeros((2, 1, 4), np.uint8)
     pdq2, gdq2 = rc.initialize_dq(mask, pdq, gdq)
-    assert pdq2.tolist() == [[rc.DQ["WARM"], DNU, rc.DQ["HOT"], DNU | rc.DQ["DEAD"]]]
+    assert pdq2.tolist() == [[PIPE["WARM"], DNU, PIPE["HOT"], DNU | PIPE["DEAD"]]]
     assert gdq2[:, 0].tolist() == [[0, 1, 0, 1]] * 2
 
 
@@ -67,7 +81,7 @@ def test_grow_flags_is_a_box_dilation_clipped_at_edges(n):
     expected = _dilate_brute(mask, n)
     np.testing.assert_array_equal(rc.grow_flags(mask, n), expected)
     grown = np.zeros_like(mask)
-    rc._grow_points(grown, np.flatnonzero(mask), n)
+    _grow_points(grown, np.flatnonzero(mask), n)
     np.testing.assert_array_equal(grown, expected)
 
 
@@ -78,10 +92,10 @@ def test_read_pattern_ignores_nskip_like_the_step():
 
 def test_prepare_saturation_nan_and_no_sat_check():
     thr = np.array([[100.0, np.nan, 5.0]], np.float32)
-    dq = np.array([[0, 0, rc.DQ["NO_SAT_CHECK"]]], np.uint32)
+    dq = np.array([[0, 0, PIPE["NO_SAT_CHECK"]]], np.uint32)
     ref = rc.prepare_saturation(thr, dq)
-    assert ref.threshold.tolist() == [[100.0, rc.ATOD_LIMIT + 1, rc.ATOD_LIMIT + 1]]
-    assert ref.pixeldq.tolist() == [[0, rc.DQ["NO_SAT_CHECK"], rc.DQ["NO_SAT_CHECK"]]]
+    assert ref.threshold.tolist() == [[100.0, ATOD_LIMIT + 1, ATOD_LIMIT + 1]]
+    assert ref.pixeldq.tolist() == [[0, PIPE["NO_SAT_CHECK"], PIPE["NO_SAT_CHECK"]]]
     assert ref.no_sat_check.tolist() == [[False, True, True]]
     assert np.isnan(thr[0, 1])  # copy=True leaves the input alone
 
@@ -99,12 +113,9 @@ def _small_ramp(rng, nints, ngroups, ny=20, nx=24):
     return data
 
 
-@needs_stcal
 @pytest.mark.parametrize("nframes", [1, 4])
 @pytest.mark.parametrize("grow", [0, 1, 2])
 def test_saturation_equals_stcal(nframes, grow):
-    from stcal.saturation.saturation import flag_saturated_pixels
-
     rng = np.random.default_rng(nframes * 10 + grow)
     nints, ngroups = 2, 5
     data = _small_ramp(rng, nints, ngroups)
@@ -112,7 +123,7 @@ def test_saturation_equals_stcal(nframes, grow):
     thr = rng.uniform(52000, 60000, shape).astype(np.float32)
     thr[2, 2] = np.nan
     sat_dq = np.zeros(shape, np.uint32)
-    sat_dq[0, 0] = rc.DQ["NO_SAT_CHECK"]
+    sat_dq[0, 0] = PIPE["NO_SAT_CHECK"]
     bias = rng.normal(12000, 20, shape).astype(np.float32)
     bias[15, 8] = np.nan
     gdq0 = np.zeros(data.shape, np.uint8)
@@ -125,8 +136,8 @@ def test_saturation_equals_stcal(nframes, grow):
         np.zeros(shape, np.uint32),
         thr.copy(),
         sat_dq.copy(),
-        rc.ATOD_LIMIT,
-        rc.DQ,
+        ATOD_LIMIT,
+        PIPE,
         n_pix_grow_sat=grow,
         read_pattern=pattern,
         bias=bias.copy(),
@@ -181,21 +192,18 @@ def test_prepare_linearity_identity_and_flags():
     coeffs = np.ones((3, 1, 4), np.float32)
     coeffs[1, 0, 2] = 0.0  # zero slope
     coeffs[2, 0, 3] = np.nan
-    dq = np.array([[rc.DQ["NO_LIN_CORR"], 0, 0, 0]], np.uint32)
+    dq = np.array([[PIPE["NO_LIN_CORR"], 0, 0, 0]], np.uint32)
     fixed, flags = rc.prepare_linearity(coeffs, dq)
     identity = [0.0, 1.0, 0.0]
     for x in (0, 2, 3):
         assert fixed[:, 0, x].tolist() == identity
     assert fixed[:, 0, 1].tolist() == [1.0, 1.0, 1.0]
-    assert (flags[0] & rc.DQ["NO_LIN_CORR"] != 0).tolist() == [True, False, True, True]
+    assert (flags[0] & PIPE["NO_LIN_CORR"] != 0).tolist() == [True, False, True, True]
     with pytest.raises(ValueError, match="ncoeffs"):
         rc.prepare_linearity(np.ones((1, 2, 2), np.float32), np.zeros((2, 2), np.uint32))
 
 
-@needs_stcal
 def test_linearity_equals_stcal():
-    from stcal.linearity.linearity import linearity_correction
-
     rng = np.random.default_rng(7)
     data = rng.uniform(-100, 60000, (2, 3, 16, 16)).astype(np.float32)
     gdq = np.zeros(data.shape, np.uint8)
@@ -212,17 +220,17 @@ def test_linearity_equals_stcal():
     coeffs[2, 5, 5] = np.nan
     coeffs[1, 6, 6] = 0
     lin_dq = np.zeros((16, 16), np.uint32)
-    lin_dq[7, 7] = rc.DQ["NO_LIN_CORR"]
+    lin_dq[7, 7] = PIPE["NO_LIN_CORR"]
     expected, pdq, _ = linearity_correction(
-        data.copy(), gdq, np.zeros((16, 16), np.uint32), coeffs.copy(), lin_dq, rc.DQ
+        data.copy(), gdq, np.zeros((16, 16), np.uint32), coeffs.copy(), lin_dq, PIPE
     )
     fixed, flags = rc.prepare_linearity(coeffs, lin_dq)
     ours = rc.apply_linearity(data.copy(), gdq, fixed)
     np.testing.assert_array_equal(ours, expected)
     np.testing.assert_array_equal(flags, pdq)
-    big_endian = np.empty(data.shape, ">f4")
-    rc.apply_linearity(data, gdq, fixed, out=big_endian)
-    np.testing.assert_array_equal(big_endian, expected)
+    given = np.empty(data.shape, np.float32)
+    rc.apply_linearity(data, gdq, fixed, out=given)
+    np.testing.assert_array_equal(given, expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,25 +276,24 @@ def test_side_median_equals_running_median(length, dtype):
     data = rng.normal(0, 50, (60, 4)).astype(dtype)
     bad = rng.random((60, 4)) < 0.2
     bad[20:35] = True  # windows without good pixels give NaN
-    ours = rc._side_median(data, bad, length)
+    ours = _side_median(data, bad, length)
     expected = _naive_median_filter(data, bad, length)
     np.testing.assert_array_equal(ours, expected)
 
 
 def test_sigma_clipped_mean_like_scipy_sigmaclip():
-    scipy_stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(1)
     values = rng.normal(10, 2, (4, 256)).astype(np.float32)
     values[0, :5] = 500
     bad = np.zeros(values.shape, bool)
     bad[1, 10:20] = True
-    expected = scipy_stats.sigmaclip(values[~bad], 3.0, 3.0)[0].mean()
-    ours = rc._sigma_clipped_mean(values, bad, 3.0)
+    expected = scipy.stats.sigmaclip(values[~bad], 3.0, 3.0)[0].mean()
+    ours = _sigma_clipped_mean(values, bad, 3.0)
     assert ours == expected and isinstance(ours, np.float32)
     constant = np.full((4, 8), 7.0, np.float32)
-    zero_spread = rc._sigma_clipped_mean(constant, np.zeros((4, 8), bool), 3.0)
+    zero_spread = _sigma_clipped_mean(constant, np.zeros((4, 8), bool), 3.0)
     assert zero_spread == 7.0 and isinstance(zero_spread, np.float64)  # the pipeline's float64 branch
-    assert rc._sigma_clipped_mean(constant, np.ones((4, 8), bool), 3.0) is None
+    assert _sigma_clipped_mean(constant, np.ones((4, 8), bool), 3.0) is None
 
 
 def test_refpix_removes_amplifier_offsets_and_row_drift():
@@ -307,19 +314,20 @@ def test_refpix_removes_amplifier_offsets_and_row_drift():
     image = np.ascontiguousarray(np.swapaxes(det, 0, 1)[:: np.sign(fast), :: np.sign(slow)])
     bad_dms = np.ascontiguousarray(np.swapaxes(bad, 0, 1)[:: np.sign(fast), :: np.sign(slow)])
     np.testing.assert_array_equal(rc.to_detector(image, fast, slow), det)
-    corrected = rc.correct_reference_pixels(image.copy(), bad_dms, fast, slow, float64=True)
+    geometry = rc.FrameGeometry.full_frame(fast, slow)
+    corrected = rc.correct_reference_pixels(image.copy(), bad_dms, geometry, float64=True)
     # the top/bottom means remove the offsets, the running median of the side columns the drift
     out = rc.to_detector(corrected, fast, slow)
     assert np.abs(out[100:-100]).max() < 0.2
     assert np.abs(rc.to_detector(image, fast, slow)[100:-100]).max() > 30
-    corr = rc.compute_refpix_correction(image, bad_dms, fast, slow)
+    corr = rc.compute_refpix_correction(image, bad_dms, geometry)
     assert corr.transposed and corr.side is not None
 
 
 def test_refpix_none_when_all_reference_pixels_bad():
     image = np.full((2048, 2048), 5.0, np.float32)
     bad = np.ones((2048, 2048), bool)
-    out = rc.correct_reference_pixels(image.copy(), bad, 1, 2)
+    out = rc.correct_reference_pixels(image.copy(), bad, rc.FrameGeometry.full_frame(1, 2))
     # no usable reference pixels: no top/bottom correction, side signal 0 (both sides NaN)
     np.testing.assert_array_equal(out, image)
 
@@ -341,7 +349,7 @@ def small_calibration():
     raw = J.make_ramp("NRCB2", ngroups=3, nints=1, seed=int(rng.integers(100)), bias=clean_bias)
     return dict(
         raw=raw,
-        mask_dq=rc.apply_dq_definitions(mask, mask_def),
+        mask_dq=apply_dq_definitions(mask, mask_def),
         saturation=sat,
         saturation_dq=sat_dq,
         superbias=bias,
@@ -351,30 +359,55 @@ def small_calibration():
     )
 
 
-def test_threads_and_tiles_do_not_change_results(small_calibration):
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that counts the tasks submitted to it and the threads that ran them."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submits = 0
+        self.threads = set()
+        self._count = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._count:
+            self.submits += 1
+
+        def run():
+            self.threads.add(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return super().submit(run)
+
+
+def test_tiles_run_through_the_given_executor_and_do_not_change_results(small_calibration):
     arrays = dict(small_calibration)
     raw = arrays.pop("raw")
     base = rc.linearize_ramp(raw, fastaxis=-1, slowaxis=2, nframes=2, **arrays)
-    engine = rc.RampLinearizer(
-        rc.prepare_calibration(**arrays), fastaxis=-1, slowaxis=2, ngroups=3, nframes=2, tile_rows=37, threads=2
-    )
-    engine.start_integration()
-    tiles = []
-    sb = np.empty(raw.shape[-2:], np.float32)
-    done = []
-    for g in range(3):
+    geometry = rc.FrameGeometry.full_frame(-1, 2)
+    with CountingExecutor(2) as pool:
+        engine = rc.RampLinearizer(
+            rc.prepare_calibration(**arrays), geometry=geometry, ngroups=3, nframes=2, tile_rows=37, executor=pool
+        )
+        engine.start_integration()
+        tiles = []
+        sb = np.empty(raw.shape[-2:], np.float32)
+        done = []
+        for g in range(3):
 
-        def sink(rows, tile, g=g):
-            tiles.append((g, rows, tile.copy()))
+            def sink(rows, tile, g=g):
+                tiles.append((g, rows, tile.copy()))
 
-        done += [(k, p.copy()) for k, p in engine.process_group(raw[0, g], sink, sb)]
-        np.testing.assert_array_equal(sb, base.sbandrefpix[0, g])
-    done += engine.finish_integration()
-    engine.close()
+            done += [(k, p.copy()) for k, p in engine.process_group(raw[0, g], sink, sb)]
+            np.testing.assert_array_equal(sb, base.sbandrefpix[0, g])
+        done += engine.finish_integration()
+    ntiles = -(-2048 // 37)
+    assert pool.submits == 3 * 2 * ntiles  # both passes of every group, tile by tile
+    assert len(pool.threads) >= 1 and threading.get_ident() not in pool.threads
     assert sorted(k for k, _ in done) == [0, 1, 2]
     for k, plane in done:
         np.testing.assert_array_equal(plane, base.groupdq[0, k])
     for g, rows, tile in tiles:
+        assert tile.dtype == np.float32
         np.testing.assert_array_equal(tile, base.sci[0, g][rows])
     assert sum(t.shape[0] for g, _, t in tiles if g == 0) == 2048
     # the calibration arrays given to linearize_ramp are left as they were
@@ -384,7 +417,8 @@ def test_threads_and_tiles_do_not_change_results(small_calibration):
 def test_engine_rejects_misuse(small_calibration):
     arrays = dict(small_calibration)
     arrays.pop("raw")
-    engine = rc.RampLinearizer(rc.prepare_calibration(**arrays), fastaxis=1, slowaxis=2, ngroups=2)
+    geometry = rc.FrameGeometry.full_frame(1, 2)
+    engine = rc.RampLinearizer(rc.prepare_calibration(**arrays), geometry=geometry, ngroups=2)
     plane = np.zeros((2048, 2048), np.uint16)
     out = np.empty((2048, 2048), np.float32)
     with pytest.raises(RuntimeError, match="start_integration"):
@@ -392,8 +426,10 @@ def test_engine_rejects_misuse(small_calibration):
     engine.start_integration()
     with pytest.raises(ValueError, match="shape"):
         engine.process_group(np.zeros((10, 10), np.uint16), out, out)
+    with pytest.raises(ValueError, match="geometry is for frames of"):
+        rc.RampLinearizer(rc.prepare_calibration(**arrays), geometry=rc.FrameGeometry((256, 256)), ngroups=2)
     with pytest.raises(ValueError, match="missing reference data: linearity"):
-        b = rc.CalibrationBuilder()
+        b = rc.CalibrationBuilder((2048, 2048))
         b.add_mask(arrays["mask_dq"])
         b.add_saturation(arrays["saturation"], arrays["saturation_dq"], copy=True)
         b.add_superbias(arrays["superbias"], arrays["superbias_dq"], copy=True)

@@ -14,8 +14,9 @@ LINEARITY   ``COEFFS``, ``DQ``, ``DQ_DEF`` polynomial coefficients (raw DN -> li
 
 DQ arrays are translated to the pipeline's flag values through DQ_DEF, as stdatamodels does on
 opening. Every file is checked: its REFTYPE (when present), its INSTRUME and DETECTOR against
-the raw dark's, and its shape (full frame, 2048 x 2048). Images are read in row chunks straight
-into native arrays so that reading them costs no more memory than the result.
+the raw dark's, and its shape (the raw dark's frames; full frame, 2048 x 2048, by default).
+Images are read in row chunks straight into native arrays so that reading them costs no more
+memory than the result.
 
 Reference files are found in three ways (`resolve_calibration`): paths given by the caller; a
 folder of reference files matched by their REFTYPE and DETECTOR keywords
@@ -33,15 +34,14 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from mirage_data.ramp.corrections import FULL_FRAME, apply_dq_definitions
+from mirage_data.io.fits import image_layout, read_image
+from mirage_data.ramp.geometry import FULL_DETECTOR
+
+from .dq_def import apply_dq_definitions
 
 __all__ = [
     "REFTYPES",
     "CalibrationError",
-    "ImageLayout",
-    "image_layout",
-    "read_rows",
-    "read_image",
     "MaskData",
     "SaturationData",
     "SuperbiasData",
@@ -65,6 +65,9 @@ REFTYPES = ("mask", "saturation", "superbias", "linearity")
 #: Header keywords naming each reference file in a linearized dark (the pipeline's names).
 HEADER_KEYWORDS = {"mask": "R_MASK", "saturation": "R_SATURA", "superbias": "R_SUPERB", "linearity": "R_LINEAR"}
 
+#: Frame shape of full-frame reference files.
+FULL_FRAME = (FULL_DETECTOR, FULL_DETECTOR)
+
 _EXTENSIONS = {
     "mask": ("DQ",),
     "saturation": ("SCI", "DQ"),
@@ -72,160 +75,14 @@ _EXTENSIONS = {
     "linearity": ("COEFFS", "DQ"),
 }
 
-_BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-# (BITPIX, BZERO) of FITS unsigned integers: stored signed, offset by BZERO
-_UNSIGNED = {(16, 32768): np.uint16, (32, 2147483648): np.uint32, (64, 9223372036854775808): np.uint64}
-
 
 class CalibrationError(ValueError):
     """A reference file that is missing, unreadable, or does not fit the raw dark."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Low-level FITS image access (shared with dark_linearization)
-
-
-@dataclass(frozen=True)
-class ImageLayout:
-    """Where and how an image extension's data lie in an uncompressed FITS file.
-
-    Attributes
-    ----------
-    path : Path
-    extname : str
-    shape : tuple of int
-        numpy order (NAXISn ... NAXIS1).
-    offset : int
-        Byte offset of the data.
-    bitpix, bzero, bscale : int, float, float
-    """
-
-    path: Path
-    extname: str
-    shape: tuple[int, ...]
-    offset: int
-    bitpix: int
-    bzero: float = 0.0
-    bscale: float = 1.0
-
-    @property
-    def disk_dtype(self) -> np.dtype:
-        return np.dtype(_BITPIX[self.bitpix])
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The dtype of the values (astropy's convention: unsigned where BZERO says so)."""
-        unsigned = _UNSIGNED.get((self.bitpix, self.bzero))
-        if unsigned is not None and self.bscale == 1:
-            return np.dtype(unsigned)
-        if self.bzero == 0 and self.bscale == 1:
-            return self.disk_dtype.newbyteorder("=")
-        return np.dtype(np.float64)
-
-    @property
-    def row_bytes(self) -> int:
-        return int(self.shape[-1]) * self.disk_dtype.itemsize
-
-    def convert(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Convert on-disk values *raw* into *out* (any dtype), applying BZERO/BSCALE."""
-        unsigned = _UNSIGNED.get((self.bitpix, self.bzero))
-        if unsigned is not None and self.bscale == 1:
-            u = raw.view(raw.dtype.newbyteorder(">").str.replace("i", "u"))
-            sign = np.array(1 << (8 * raw.dtype.itemsize - 1), dtype=u.dtype.newbyteorder("="))
-            np.bitwise_xor(u, sign, out=out, casting="unsafe")
-        elif self.bzero == 0 and self.bscale == 1:
-            np.copyto(out, raw, casting="unsafe")
-        else:
-            np.copyto(out, raw * self.bscale + self.bzero, casting="unsafe")
-        return out
-
-
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"\x1f\x8b"
-
-
-def image_layout(hdul: fits.HDUList, index: int) -> ImageLayout:
-    """The `ImageLayout` of extension *index* of an open, uncompressed HDU list."""
-    hdu = hdul[index]
-    h = hdu.header
-    naxis = int(h.get("NAXIS", 0))
-    shape = tuple(int(h[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
-    info = hdul.fileinfo(index)
-    return ImageLayout(
-        path=Path(info["filename"]),
-        extname=str(h.get("EXTNAME", "PRIMARY" if index == 0 else f"#{index}")).strip().upper(),
-        shape=shape,
-        offset=int(info["datLoc"]),
-        bitpix=int(h["BITPIX"]),
-        bzero=float(h.get("BZERO", 0)),
-        bscale=float(h.get("BSCALE", 1)),
-    )
-
-
-def read_rows(
-    fd: int, layout: ImageLayout, first_row: int, out: np.ndarray, buffer: np.ndarray | None = None
-) -> np.ndarray:
-    """Read consecutive rows (of the flattened leading axes) into *out*.
-
-    Parameters
-    ----------
-    fd : int
-        OS file descriptor of ``layout.path``.
-    layout : ImageLayout
-    first_row : int
-        Index of the first row, counting rows of length ``shape[-1]`` from the start.
-    out : ndarray, (nrows, shape[-1]) or anything with that many elements
-        Destination, converted to its dtype.
-    buffer : ndarray of ``layout.disk_dtype``, optional
-        Scratch space of at least ``out.size`` elements (avoids an allocation per call).
-    """
-    count = out.size
-    if buffer is None:
-        buffer = np.empty(count, layout.disk_dtype)
-    raw = buffer[:count]
-    view = memoryview(raw.view(np.uint8))
-    start = layout.offset + first_row * layout.row_bytes
-    got = 0
-    while got < len(view):
-        n = os.preadv(fd, [view[got:]], start + got)
-        if n <= 0:
-            raise CalibrationError(f"{layout.path}: file ends inside the {layout.extname} data (truncated file?)")
-        got += n
-    layout.convert(raw, out.reshape(-1))
-    return out
-
-
-def read_image(layout: ImageLayout, dtype=None, chunk_bytes: int = 8 << 20, threads: int = 2) -> np.ndarray:
-    """Read a whole image extension into a native array, in chunks (no memory map).
-
-    Large images are read by *threads* threads (reading and byte-order conversion release
-    the GIL).
-    """
-    dtype = np.dtype(dtype or layout.dtype)
-    out = np.empty(layout.shape, dtype)
-    rows = out.reshape(-1, layout.shape[-1]) if out.ndim else out.reshape(1, 1)
-    per = max(1, chunk_bytes // max(layout.row_bytes, 1))
-    starts = list(range(0, rows.shape[0], per))
-    fd = os.open(layout.path, os.O_RDONLY)
-    try:
-        if threads <= 1 or len(starts) < 4:
-            buffer = np.empty(per * layout.shape[-1], layout.disk_dtype)
-            for r0 in starts:
-                read_rows(fd, layout, r0, rows[r0 : r0 + per], buffer)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            def work(part):
-                buffer = np.empty(per * layout.shape[-1], layout.disk_dtype)
-                for r0 in part:
-                    read_rows(fd, layout, r0, rows[r0 : r0 + per], buffer)
-
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, [starts[k::threads] for k in range(threads)]))
-    finally:
-        os.close(fd)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +109,7 @@ def _open_reference(
     detector: str | None,
     instrument: str | None,
     optional: tuple[str, ...] = ("DQ",),
+    shape: tuple[int, int] = FULL_FRAME,
 ) -> _Opened:
     """Open, check and read a reference file of *reftype*."""
     path = Path(path)
@@ -290,12 +148,12 @@ def _open_reference(
                 if not isinstance(hdu, (fits.ImageHDU, fits.PrimaryHDU)) or hdu.header.get("NAXIS", 0) == 0:
                     raise CalibrationError(f"{what}: extension {ext} holds no image")
                 ndim = 3 if ext == "COEFFS" else 2
-                shape = tuple(int(hdu.header[f"NAXIS{k}"]) for k in range(hdu.header["NAXIS"], 0, -1))
-                if len(shape) != ndim or shape[-2:] != FULL_FRAME or (ndim == 3 and shape[0] < 2):
-                    expect = "(ncoeffs >= 2, 2048, 2048)" if ndim == 3 else "(2048, 2048)"
+                found = tuple(int(hdu.header[f"NAXIS{k}"]) for k in range(hdu.header["NAXIS"], 0, -1))
+                if len(found) != ndim or found[-2:] != tuple(shape) or (ndim == 3 and found[0] < 2):
+                    expect = f"(ncoeffs >= 2, {shape[0]}, {shape[1]})" if ndim == 3 else f"({shape[0]}, {shape[1]})"
                     raise CalibrationError(
-                        f"{what}: {ext} has shape {shape}; a full-frame file with {ext} of shape "
-                        f"{expect} is needed (subarray reference files are not supported)"
+                        f"{what}: {ext} has shape {found}; a file with {ext} of shape {expect} is needed "
+                        "(the frames of the raw dark)"
                     )
                 dtype = np.uint32 if ext == "DQ" else np.float32
                 if compressed:
@@ -315,7 +173,7 @@ def _open_reference(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{what}: cannot be read as a FITS reference file ({exc})") from None
     if "DQ" in wanted and "DQ" not in arrays:
-        arrays["DQ"] = np.zeros(FULL_FRAME, np.uint32)  # stdatamodels' default
+        arrays["DQ"] = np.zeros(shape, np.uint32)  # stdatamodels' default
     if "DQ" in arrays:
         arrays["DQ"] = apply_dq_definitions(arrays["DQ"], dq_def, in_place=True)
     return _Opened(path, header, arrays, dq_def, names)
@@ -369,7 +227,14 @@ class LinearityData:
     has_inverse: bool = False
 
 
-def read_mask(path, *, detector: str | None = None, instrument: str | None = None, name: str | None = None) -> MaskData:
+def read_mask(
+    path,
+    *,
+    detector: str | None = None,
+    instrument: str | None = None,
+    name: str | None = None,
+    shape: tuple[int, int] = FULL_FRAME,
+) -> MaskData:
     """Read and check a MASK reference file.
 
     Parameters
@@ -379,30 +244,32 @@ def read_mask(path, *, detector: str | None = None, instrument: str | None = Non
         Expected DETECTOR (CRDS style, e.g. ``NRCA1``) and INSTRUME; a mismatch is an error.
     name : str, optional
         Name to record in output headers (default: the file name).
+    shape : (int, int)
+        Frame shape the file must have (default: full frame).
 
     Raises
     ------
     CalibrationError
     """
-    f = _open_reference(path, "mask", detector=detector, instrument=instrument, optional=())
+    f = _open_reference(path, "mask", detector=detector, instrument=instrument, optional=(), shape=shape)
     return MaskData(f.arrays["DQ"], f.path, _header_name(f.path, name))
 
 
-def read_saturation(path, *, detector=None, instrument=None, name=None) -> SaturationData:
+def read_saturation(path, *, detector=None, instrument=None, name=None, shape=FULL_FRAME) -> SaturationData:
     """Read and check a SATURATION reference file (see `read_mask` for the parameters)."""
-    f = _open_reference(path, "saturation", detector=detector, instrument=instrument)
+    f = _open_reference(path, "saturation", detector=detector, instrument=instrument, shape=shape)
     return SaturationData(f.arrays["SCI"], f.arrays["DQ"], f.path, _header_name(f.path, name))
 
 
-def read_superbias(path, *, detector=None, instrument=None, name=None) -> SuperbiasData:
+def read_superbias(path, *, detector=None, instrument=None, name=None, shape=FULL_FRAME) -> SuperbiasData:
     """Read and check a SUPERBIAS reference file (see `read_mask` for the parameters)."""
-    f = _open_reference(path, "superbias", detector=detector, instrument=instrument)
+    f = _open_reference(path, "superbias", detector=detector, instrument=instrument, shape=shape)
     return SuperbiasData(f.arrays["SCI"], f.arrays["DQ"], f.path, _header_name(f.path, name))
 
 
-def read_linearity(path, *, detector=None, instrument=None, name=None) -> LinearityData:
+def read_linearity(path, *, detector=None, instrument=None, name=None, shape=FULL_FRAME) -> LinearityData:
     """Read and check a LINEARITY reference file (see `read_mask` for the parameters)."""
-    f = _open_reference(path, "linearity", detector=detector, instrument=instrument)
+    f = _open_reference(path, "linearity", detector=detector, instrument=instrument, shape=shape)
     has_inverse = "INV_COEFFS" in f.extensions
     return LinearityData(f.arrays["COEFFS"], f.arrays["DQ"], f.path, _header_name(f.path, name), has_inverse)
 

@@ -64,7 +64,8 @@ def linearize(
     import time
 
     from mirage_data.calibration.reference_files import CalibrationDirectory, CalibrationError
-    from mirage_data.darks.linearize import DarkFormatError, default_output_name, linearize_all, linearize_dark
+    from mirage_data.darks.batch import default_output_name, linearize_all
+    from mirage_data.darks.linearize import DarkFormatError, linearize_dark
 
     given = dict(mask=mask, saturation=saturation, superbias=superbias, linearity=linearity)
     try:

@@ -1,4 +1,6 @@
-"""Darks for Mirage: linearize one raw dark, or many (optionally through an executor).
+"""Darks for Mirage: open a raw dark (raw), linearize one (linearize), linearize many and
+record them (batch, optionally through an executor).
 
-May import ``ramp``, ``calibration``, ``io``, ``collection`` and ``install``.
+May import ``ramp``, ``calibration``, ``io``, ``collection`` and ``install`` (``install`` only
+in ``batch``, which runs in the parent process: worker tasks import ``linearize`` alone).
 """

@@ -1,0 +1,65 @@
+"""Frames beyond the end of a dark ramp, continuing its accumulation (no jump, no doubled bias).
+
+A dark of ``n`` frames ``D(0) ... D(n-1)`` is continued by repeating its frame-to-frame
+differences: frame ``k >= n`` is written ``k = q (n - 1) + r`` with ``0 <= r < n - 1`` and
+is ``E(k) = D(r) + q (D(n-1) - D(0))``. So ``E(n-1) = D(n-1)``; each later step ``E(k) -
+E(k-1)`` is one of the dark's own steps ``D(j) - D(j-1)`` (the step after the seam is
+``D(1) - D(0)``); the bias (in ``D(0)``) is counted once, never added again; and the signal
+keeps accumulating at the dark's own rate. Frame 0 is used only as the base that is taken
+away. The same continuation applied to SBANDREFPIX keeps the bias there single too.
+
+For ``n < k < 2n - 1`` this is Mirage 2.5's padding, frame for frame (``D(j) - D(0) + D(n-1)``);
+Mirage goes wrong only from ``2n`` frames on (it adds the last frame to a whole copy, frame 0
+included, which adds the bias again and makes a jump at the seam). Plain numpy: no files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["frame_source", "extend_frame"]
+
+
+def frame_source(k: int, nframes: int) -> tuple[int, int]:
+    """(r, q) such that frame *k* of the continued ramp is ``D(r) + q (D(n-1) - D(0))``.
+
+    >>> [frame_source(k, 4) for k in (2, 3, 4, 6, 7)]
+    [(2, 0), (3, 0), (1, 1), (0, 2), (1, 2)]
+    """
+    k, n = int(k), int(nframes)
+    if k < 0:
+        raise ValueError(f"frame {k} < 0")
+    if k < n:
+        return k, 0
+    if n < 2:
+        raise ValueError(f"a ramp of {n} frame cannot be continued (its step is unknown)")
+    q, r = divmod(k, n - 1)
+    return r, q
+
+
+def extend_frame(
+    frame: np.ndarray, first: np.ndarray, last: np.ndarray, q: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``D(r) + q (D(n-1) - D(0))`` in float32, as ``(D(r) - D(0)) + D(n-1) [+ (q-1)(D(n-1) - D(0))]``.
+
+    Parameters
+    ----------
+    frame, first, last : ndarray
+        ``D(r)``, ``D(0)`` and ``D(n-1)`` (one shape).
+    q : int
+        Repetitions of the dark's whole rise (``q = 0`` returns *frame*).
+    out : ndarray of float32, optional
+    """
+    if out is None:
+        out = np.empty(np.shape(frame), np.float32)
+    if q == 0:
+        np.copyto(out, frame, casting="unsafe")
+        return out
+    # Mirage's order of operations for q == 1, so that results agree to the bit there
+    np.subtract(np.asarray(frame, np.float32), np.asarray(first, np.float32), out=out)
+    np.add(out, np.asarray(last, np.float32), out=out)
+    if q > 1:
+        rise = np.subtract(np.asarray(last, np.float32), np.asarray(first, np.float32))
+        rise *= np.float32(q - 1)
+        out += rise
+    return out
