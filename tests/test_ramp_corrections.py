@@ -434,3 +434,130 @@ def test_engine_rejects_misuse(small_calibration):
         b.add_saturation(arrays["saturation"], arrays["saturation_dq"], copy=True)
         b.add_superbias(arrays["superbias"], arrays["superbias_dq"], copy=True)
         b.build()
+
+
+# ---------------------------------------------------------------------------------------------
+# A frame other than 2048 x 2048
+
+
+def _jwst_refpix(data, pixeldq, geometry):
+    """jwst's NIR refpix (full-frame algorithm, its own methods) on frames of *geometry*.
+
+    jwst's NIRDataset names its amplifier sections for 2048 x 2048 frames; only that table is
+    scaled here (4-pixel borders, ``geometry.amp_width`` columns per amplifier). The group
+    buffer is reused from group to group as in ``do_fullframe_corrections`` (float32 for the
+    very first group, float64 after), and the side signal is the step's running median.
+    """
+    from jwst.refpix.reference_pixels import NIRDataset
+
+    rows, cols = geometry.detector_shape
+    ds = object.__new__(NIRDataset)
+    ds.siglimit, ds.odd_even_columns, ds.is_irs2, ds.amplifiers = 3.0, True, False, "ABCD"
+    ds.side_smoothing_length, ds.side_gain = 11, 1.0
+    w = geometry.amp_width
+    ds.reference_sections = {
+        a: {
+            "top": (rows - 4, rows, k * w, (k + 1) * w),
+            "bottom": (0, 4, k * w, (k + 1) * w),
+            "data": (0, rows, k * w, (k + 1) * w),
+        }
+        for k, a in enumerate("ABCD")
+    }
+    ds.pixeldq = rc.to_detector(pixeldq, geometry.fastaxis, geometry.slowaxis)
+    out = data.copy()
+    buffer = None
+    for i in range(data.shape[0]):
+        for g in range(data.shape[1]):
+            det = rc.to_detector(data[i, g], geometry.fastaxis, geometry.slowaxis)
+            if buffer is None:
+                buffer = np.zeros(det.shape, data.dtype)
+            buffer[:, :] = det
+            ds.do_top_bottom_correction(buffer, ds.get_refvalues(buffer))
+            left = ds.calculate_side_ref_signal(buffer, 0, 3)
+            right = ds.calculate_side_ref_signal(buffer, cols - 4, cols - 1)
+            side = np.zeros((rows, cols))
+            side[:, :] = ds.combine_with_nans(left, right)[:, None]
+            buffer = ds.apply_side_correction(buffer, side)
+            rc.to_detector(out[i, g], geometry.fastaxis, geometry.slowaxis)[:, :] = buffer
+    return out
+
+
+@pytest.mark.parametrize("fast, slow", [(-1, 2), (2, -1)])
+def test_small_four_amplifier_frame_equals_stcal_and_jwst(fast, slow):
+    """A 256 x 256 frame read by 4 amplifiers of 64 columns: every step against the pipeline's
+    own functions (stcal saturation and linearity, jwst refpix methods, pipeline flags)."""
+    n, ngroups = 256, 4
+    geometry = rc.FrameGeometry((n, n), fast, slow, n_amps=4)
+    rng = np.random.default_rng(abs(fast * 10 + slow))
+    det_cols = np.repeat(rng.normal(0, 40, 4), 64) + np.tile([0.0, 3.0], 128)  # amplifier and odd/even offsets
+    clean_bias = (12000 + rng.normal(0, 30, (n, n))).astype(np.float32)
+    bias = clean_bias.copy()
+    bias[17, 40] = np.nan
+    raw = np.empty((1, ngroups, n, n), np.float32)
+    for g in range(ngroups):
+        det = np.zeros((n, n), np.float32)
+        det += (det_cols * (1 + 0.1 * g))[None, :] + np.cumsum(rng.normal(0, 1, n))[:, None]
+        plane = clean_bias.copy()
+        rc.to_detector(plane, fast, slow)[:, :] += det  # offsets along detector columns and rows
+        raw[0, g] = np.rint(plane + 20 * (g + 1) + rng.normal(0, 5, (n, n)))
+    raw[0, 2:, 100, 100] = 65000  # saturates in group 2, neighbours grow
+    raw[0, 1:, 0, 77] = 65000  # on a reference row
+    raw[0, 3, 50, 60] = 0  # A/D floor
+    mask = np.zeros((n, n), np.uint32)
+    border = np.zeros((n, n), bool)
+    border[:4] = border[-4:] = border[:, :4] = border[:, -4:] = True
+    mask[border] |= PIPE["REFERENCE_PIXEL"]
+    mask[rng.integers(0, n, 40), rng.integers(0, n, 40)] |= DNU
+    thr = rng.uniform(52000, 60000, (n, n)).astype(np.float32)
+    thr[9, 9] = np.nan
+    sat_dq = np.zeros((n, n), np.uint32)
+    sat_dq[30, 30] = PIPE["NO_SAT_CHECK"]
+    bias_dq = np.zeros((n, n), np.uint32)
+    bias_dq[5, 200] = DNU | PIPE["UNRELIABLE_BIAS"]
+    coeffs = np.stack([rng.normal(0, 2, (n, n)), rng.normal(1, 0.01, (n, n)), rng.normal(2e-6, 1e-7, (n, n))]).astype(
+        np.float32
+    )
+    coeffs[1, 70, 70] = 0
+    lin_dq = np.zeros((n, n), np.uint32)
+    lin_dq[71, 71] = PIPE["NO_LIN_CORR"]
+
+    ours = rc.linearize_ramp(
+        raw,
+        geometry=geometry,
+        tile_rows=50,
+        mask_dq=mask,
+        saturation=thr,
+        saturation_dq=sat_dq,
+        superbias=bias,
+        superbias_dq=bias_dq,
+        coeffs=coeffs,
+        linearity_dq=lin_dq,
+    )
+
+    # the pipeline, step by step, with its own functions and flags
+    pdq = mask.copy()
+    gdq = np.broadcast_to((mask & DNU).astype(np.uint8), raw.shape).copy()
+    gdq, pdq, _ = flag_saturated_pixels(
+        raw.copy(),
+        gdq,
+        pdq,
+        thr.copy(),
+        sat_dq.copy(),
+        ATOD_LIMIT,
+        PIPE,
+        n_pix_grow_sat=1,
+        read_pattern=[[g + 1] for g in range(ngroups)],
+        bias=bias.copy(),
+    )
+    data = raw - np.where(np.isnan(bias), 0, bias)
+    pdq = pdq | bias_dq
+    data = _jwst_refpix(data, pdq, geometry)
+    sb = raw - data
+    sci, pdq, _ = linearity_correction(data, gdq, pdq, coeffs.copy(), lin_dq, PIPE)
+
+    np.testing.assert_array_equal(ours.groupdq, gdq)
+    np.testing.assert_array_equal(ours.pixeldq, pdq)
+    np.testing.assert_array_equal(ours.sbandrefpix, sb)
+    np.testing.assert_array_equal(ours.sci, sci)
+    refpix_signal = sb - np.where(np.isnan(bias), 0, bias)
+    assert (gdq & SAT).any() and (gdq & AD).any() and np.abs(refpix_signal).max() > 20
