@@ -5,7 +5,7 @@ the commands of each concern. Heavy subpackages are imported inside the commands
 them, so that e.g. ``mirage-data linearize`` never loads the HTTP stack.
 """
 
-from . import darks, download, install  # noqa: F401  (register the commands)
+from . import darks, download, exposures, install  # noqa: F401  (register the commands)
 from .main import main
 
 __all__ = ["main"]

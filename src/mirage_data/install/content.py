@@ -78,6 +78,8 @@ def _norm_detector(instrument: str, value: str) -> str:
     v = str(value).strip().upper()
     if instrument == "nircam":
         v = v.removeprefix("NRC").replace("LONG", "5")
+    if instrument == "fgs":  # WebbPSF and Mirage's PSF search spell the guiders FGS1/FGS2
+        v = v.replace("FGS", "GUIDER")
     return v
 
 

@@ -1,0 +1,80 @@
+"""The ``prepare`` command: what a set of Mirage input yaml files needs, fetched and resolved."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mirage_data.progress import make_progress
+
+from .main import _transfer, _user_errors, main, transfer_options
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--mirage-data",
+    envvar="MIRAGE_DATA",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="MIRAGE_DATA folder (may be a read-only shared copy) [env: MIRAGE_DATA].",
+)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the resolved yamls.")
+@click.option(
+    "--fetch-into",
+    type=click.Path(file_okay=False),
+    help="Writable folder for missing collection files (default: MIRAGE_DATA when writable).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the bill and the problems; fetch and write nothing.")
+@click.option(
+    "--mirror",
+    envvar="MIRAGE_DATA_MIRROR",
+    help="Fetch collection files from this http(s) URL or folder [env: MIRAGE_DATA_MIRROR].",
+)
+@click.option("--catalog", type=click.Path(dir_okay=False), help="A catalog file to use instead of the packaged one.")
+@click.option("--crds-path", type=click.Path(file_okay=False), help="Writable CRDS cache [default: $CRDS_PATH].")
+@click.option("--crds-context", help="CRDS context to pin (jwst_NNNN.pmap) [default: $CRDS_CONTEXT, else resolved].")
+@click.option(
+    "--crds-from",
+    type=click.Path(exists=True, file_okay=False),
+    help="A read-only CRDS cache to copy rules and references from instead of downloading.",
+)
+@click.option("--crds-server", help="CRDS server URL [default: $CRDS_SERVER_URL, else the JWST server].")
+@click.option("--crds-date", help="DATE-OBS for CRDS queries, YYYY-MM-DD [default: recorded in OUT, else today].")
+@click.option("--link", is_flag=True, help="Hard-link files from --crds-from instead of copying (same file system).")
+@transfer_options
+@_user_errors
+def prepare(inputs, **kw) -> None:
+    """Prepare exactly the reference files that Mirage yaml files (INPUTS: files or folders) need.
+
+    Writes one resolved yaml per exposure into OUT (CRDS entries replaced by full paths, inverted
+    IPC kernels precomputed) and prints the environment lines for running Mirage offline.
+    """
+    from mirage_data.exposures.prepare import prepare as run
+
+    options = _transfer(kw)
+    quiet = kw.pop("quiet")
+    report = run(
+        list(inputs),
+        kw.pop("mirage_data"),
+        kw.pop("out"),
+        fetch_into=kw.pop("fetch_into"),
+        dry_run=kw.pop("dry_run"),
+        mirror=kw.pop("mirror"),
+        catalog=kw.pop("catalog"),
+        crds_path=kw.pop("crds_path"),
+        crds_context=kw.pop("crds_context"),
+        crds_from=kw.pop("crds_from"),
+        crds_server=kw.pop("crds_server"),
+        crds_date=kw.pop("crds_date"),
+        link=kw.pop("link"),
+        jobs=kw.pop("jobs"),
+        connections=kw.pop("connections"),
+        wait=not kw.pop("no_wait"),
+        progress=make_progress(quiet),
+        options=options,
+    )
+    text = report.describe()
+    click.echo(text if not quiet else "\n".join(line for line in text.splitlines() if not line.startswith("    ")))
+    sys.exit(report.exit_status)
