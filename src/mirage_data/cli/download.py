@@ -48,6 +48,7 @@ def download(dest: str, **kw) -> None:
         wait=not kw.pop("no_wait"),
         progress=progress,
         options=options,
+        quiet=True,  # the summary and export lines are printed here, also with -q
         **kw,
     )
     _print_export(result.mirage_data, result.summary())

@@ -36,18 +36,45 @@ def _inventory_files(folder: Path):
 @click.argument("mirage_data", required=False)
 @_user_errors
 def status(mirage_data: str | None) -> None:
-    """Show what is installed, missing or modified, per instrument and group (quick: sizes)."""
+    """Show what is installed (and of it, adopted), modified, untracked or missing, per
+    instrument and group (quick: sizes). Writes nothing."""
+    from mirage_data.install.inventory import Inventory
+
     folder = find_mirage_data(mirage_data)
-    rows = installed_status(folder)
+    inventory = Inventory.load(folder)
+    rows = installed_status(folder, inventory=inventory)
     click.echo(f"MIRAGE_DATA: {folder}")
-    click.echo(f"  {'instrument':<10} {'group':<22} {'installed':>9} {'modified':>8} {'missing':>7}")
+    if inventory.damage:
+        click.echo(f"note: {inventory.damage}; showing what the layout holds")
+    header = f"  {'instrument':<10} {'group':<22} {'installed':>9} {'adopted':>7} {'modified':>8} {'untracked':>9}"
+    click.echo(header + f" {'missing':>7}")
     for r in rows:
-        click.echo(f"  {r.instrument:<10} {r.title:<22} {r.installed:>9} {len(r.modified):>8} {r.missing:>7}")
+        click.echo(
+            f"  {r.instrument:<10} {r.title:<22} {r.installed:>9} {r.adopted:>7} {len(r.modified):>8} "
+            f"{len(r.untracked):>9} {r.missing:>7}"
+        )
     modified = [rp for r in rows for rp in r.modified]
     for rp in modified:
         click.echo(f"modified: {rp}")
+    untracked = [rp for r in rows for rp in r.untracked]
+    for rp in untracked:
+        click.echo(f"untracked: {rp}")
     if modified:
-        click.echo("Run `mirage-data repair` to fetch the modified files again.")
+        click.echo("Run `mirage-data repair` to restore the modified files.")
+    if untracked or inventory.damage:
+        if _writable(folder):
+            click.echo("Run `mirage-data adopt` to check and record the untracked files (nothing is fetched).")
+        else:
+            click.echo(f"{folder} is read-only for you: nothing was recorded there.")
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    from mirage_data.install.state import state_dir
+
+    state = state_dir(folder)
+    return os.access(state if state.is_dir() else folder, os.W_OK)
 
 
 @main.command()
@@ -57,15 +84,85 @@ def status(mirage_data: str | None) -> None:
 @_user_errors
 def verify(mirage_data: str | None, jobs: int, quiet: bool) -> None:
     """Re-hash every installed file; report damaged or missing ones (exit status 1 if any)."""
+    from mirage_data.install.inventory import Inventory
+    from mirage_data.install.upkeep import record_verification
+
     folder = find_mirage_data(mirage_data)
     problems = verify_install(folder, workers=jobs, progress=make_progress(quiet))
     for rp, issues in sorted(problems.items()):
         for path, problem in issues:
             click.echo(f"{problem}: {path} (from {rp})")
+    inventory = Inventory.load(folder)
+    untracked = [rp for r in installed_status(folder, inventory=inventory) for rp in r.untracked]
+    not_recorded = record_verification(folder, problems)
+    if not_recorded is not None:
+        click.echo(f"could not record the results in {not_recorded} (read-only); nothing was written there")
+    if inventory.damage:
+        click.echo(f"note: {inventory.damage}")
+    if untracked:
+        click.echo(
+            f"{len(untracked)} collection files are in the tree but not recorded (not verified): "
+            "`mirage-data adopt` checks and records them"
+        )
     if problems:
-        click.echo(f"{len(problems)} collection files damaged or missing; `mirage-data repair` fetches them again.")
+        click.echo(f"{len(problems)} collection files damaged or missing; `mirage-data repair` restores them.")
         sys.exit(1)
-    click.echo(f"all installed files verified in {folder}")
+    click.echo(f"all recorded files verified in {folder}")
+
+
+@main.command()
+@click.argument("mirage_data", required=False)
+@click.option(
+    "--reclaim",
+    is_flag=True,
+    help="Then remove the leftover .fits.gz and tarball copies whose installed files verify.",
+)
+@click.option("--catalog", type=click.Path(dir_okay=False), help="A catalog file to use instead of the packaged one.")
+@click.option("--no-wait", is_flag=True, help="Fail at once if another run is using the folder.")
+@_user_errors
+def adopt(mirage_data: str | None, reclaim: bool, catalog: str | None, no_wait: bool) -> None:
+    """Check and record the reference files already in MIRAGE_DATA (e.g. from Mirage's own
+    downloader or a colleague's copy), so that downloads fetch only what is missing or wrong.
+
+    A leftover .fits.gz beside a missing or wrong .fits is decompressed here, not fetched."""
+    from mirage_data.collection.catalog import load_catalog
+    from mirage_data.download.api import run_lock
+    from mirage_data.install.adopt import adopt_tree, reclaim_leftovers
+    from mirage_data.install.inventory import Inventory
+    from mirage_data.install.state import remove_stale_leftovers
+    from mirage_data.install.upkeep import remember_source, remembered_base, remembered_catalog
+
+    folder = find_mirage_data(mirage_data)
+    if not _writable(folder):
+        raise PermissionError(13, "cannot record anything in a read-only tree", str(folder))
+    cat = load_catalog(catalog) if catalog else remembered_catalog(folder)
+    with run_lock(folder, wait=not no_wait):
+        if catalog:  # status and repair then use it too
+            remember_source(folder, remembered_base(folder) or cat.base_url, cat)
+        freed = remove_stale_leftovers(folder)
+        if freed:
+            click.echo(f"removed {format_size(freed)} left by interrupted runs")
+        inventory = Inventory.load(folder)
+        if inventory.damage:
+            click.echo(f"note: {inventory.damage}; rebuilding it from the files in the layout")
+        report = adopt_tree(
+            folder,
+            inventory,
+            cat.entries,
+            catalog_version=cat.version,
+            message=lambda line: click.echo(line),
+        )
+        if inventory.damage:
+            inventory.save()
+        click.echo(f"{folder}: {report.summary()}")
+        if reclaim:
+            removed = reclaim_leftovers(folder, inventory, cat.entries)
+            for path, _ in removed:
+                click.echo(f"removed {path}")
+            click.echo(f"reclaimed {format_size(sum(n for _, n in removed))} in {len(removed)} leftover copies")
+    if report.refused:
+        click.echo("`mirage-data download` fetches the refused files.")
+        sys.exit(1)
 
 
 @main.command()

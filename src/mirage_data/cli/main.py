@@ -33,18 +33,44 @@ def _user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (SelectionError, CatalogError, NotAnInstall, FileNotFoundError) as exc:
+        except (SelectionError, CatalogError, NotAnInstall, FileNotFoundError, DownloadFolderError) as exc:
             _fail(str(exc))
-        except (NotEnoughSpace, DownloadFolderError, LockedError) as exc:
+        except (NotEnoughSpace, LockedError) as exc:
             _fail(str(exc), 1)
         except DownloadFailed as exc:
             _fail(str(exc), 1)
         except KeyboardInterrupt:
             _fail("interrupted; run the same command again to resume", 130)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             _fail(str(exc))
+        except PermissionError as exc:
+            _fail(_permission_line(exc))
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}", 1)
 
     return wrapper
+
+
+def _permission_line(exc: PermissionError) -> str:
+    """One line naming the path that could not be read or written, and what to do."""
+    path = exc.filename2 or exc.filename
+    path = _real_name(str(path)) if path else "a file or folder"
+    return (
+        f"permission denied: {path}; make it readable and writable for you (chmod/chown, or ask its "
+        "owner), or use a folder of your own"
+    )
+
+
+def _real_name(path: str) -> str:
+    """The folder a staging or temporary name stands in for (never show those names)."""
+    from mirage_data.install.state import STATE_DIR
+
+    p = Path(path)
+    for parent in p.parents:
+        if parent.name == STATE_DIR:
+            return str(parent.parent)
+    return path
 
 
 def selection_options(func):

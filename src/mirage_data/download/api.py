@@ -20,15 +20,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 from filelock import FileLock, Timeout
 
 from mirage_data.collection.catalog import Catalog, load_catalog
 from mirage_data.collection.layout import export_lines, mirage_data_path
 from mirage_data.collection.selection import Selection
-from mirage_data.install.inventory import Inventory
-from mirage_data.install.state import lock_path
-from mirage_data.install.upkeep import files_to_repair, remember_source, remembered_base, remembered_catalog
+from mirage_data.install.adopt import adopt_tree
+from mirage_data.install.inventory import ADOPTED, LINKED, MADE, Inventory
+from mirage_data.install.state import lock_path, remove_stale_leftovers, stale_leftovers
+from mirage_data.install.upkeep import (
+    NotAnInstall,
+    files_to_repair,
+    remember_source,
+    remembered_base,
+    remembered_catalog,
+)
 from mirage_data.progress import QuietProgress, make_progress
 from mirage_data.units import format_duration, format_size
 
@@ -40,7 +48,7 @@ from .transfer import TransferOptions
 MIRROR_ENV = "MIRAGE_DATA_MIRROR"
 
 
-@dataclass
+@dataclass(repr=False)
 class DownloadResult:
     """What a download did.
 
@@ -62,6 +70,17 @@ class DownloadResult:
     def export_lines(self) -> list[str]:
         return export_lines(self.mirage_data)
 
+    def __repr__(self) -> str:
+        n = len(self.plan.files)
+        if self.report is None:
+            return f"DownloadResult(mirage_data='{self.mirage_data}', files={n}, fetched=0)"
+        ok = sum(r.ok for r in self.report.results)
+        return (
+            f"DownloadResult(mirage_data='{self.mirage_data}', files={n}, installed={ok}, "
+            f"already={n - len(self.report.results)}, failed={len(self.report.failed)}, "
+            f"fetched='{format_size(self.report.bytes_fetched)}')"
+        )
+
     def summary(self) -> str:
         """One line: what was installed, how much was fetched, how long it took."""
         n = len(self.plan.files)
@@ -75,18 +94,52 @@ class DownloadResult:
         )
 
 
-def resolve_base(mirror: str | os.PathLike | None, catalog: Catalog) -> str:
-    """Where to fetch from: *mirror*, else ``$MIRAGE_DATA_MIRROR``, else the catalog's base URL."""
-    base = os.fspath(mirror) if mirror is not None else os.environ.get(MIRROR_ENV) or catalog.base_url
-    local = local_mirror_path(base)
-    if local is not None and not local.is_dir():
-        raise FileNotFoundError(f"mirror folder {local} does not exist (give an http(s) URL or an existing folder)")
+def check_mirror(base: str) -> str:
+    """Check a mirror before anything runs; raise `ValueError` (or `FileNotFoundError`) with one
+    line saying what is wrong and what is accepted.
+
+    >>> check_mirror("ftp://example.org/m")
+    Traceback (most recent call last):
+    ...
+    ValueError: unsupported mirror 'ftp://example.org/m': give an http(s):// URL, a file:// URL or a folder
+    """
+    accepted = "give an http(s):// URL, a file:// URL or a folder"
+    if not isinstance(base, str) or not base.strip():
+        raise ValueError(f"the mirror is empty; {accepted}")
+    parsed = urlparse(base)
+    if parsed.scheme in ("http", "https") and not parsed.hostname:
+        raise ValueError(f"the mirror URL {base!r} has no host; {accepted}")
+    local = local_mirror_path(base)  # raises for other schemes
+    if local is not None:
+        if local.is_file():
+            raise ValueError(f"the mirror {local} is a file, not a folder; {accepted}")
+        if not local.is_dir():
+            raise FileNotFoundError(f"mirror folder {local} does not exist ({accepted})")
     return base
 
 
+def resolve_base(mirror: str | os.PathLike | None, catalog: Catalog) -> str:
+    """Where to fetch from: *mirror*, else ``$MIRAGE_DATA_MIRROR``, else the catalog's base URL."""
+    if mirror is not None:
+        base = os.fspath(mirror)
+    else:
+        base = os.environ.get(MIRROR_ENV)
+        base = base if base is not None else catalog.base_url
+    return check_mirror(base)
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+
+
 def prepare_folder(download_path: str | os.PathLike) -> Path:
-    """Create ``<download_path>/mirage_data`` if needed and check it is writable."""
+    """Create ``<download_path>/mirage_data`` if needed and check it is writable (raises
+    `DownloadFolderError` with one line naming the folder and what to do)."""
     mirage_data = mirage_data_path(download_path)
+    for path in (mirage_data.parent, mirage_data):
+        if path.exists() and not path.is_dir():
+            raise DownloadFolderError(f"{path} is a file, not a folder; move it aside or give another download_path")
     try:
         mirage_data.mkdir(parents=True, exist_ok=True)
         probe = mirage_data / f".write-test-{os.getpid()}"
@@ -94,9 +147,40 @@ def prepare_folder(download_path: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as exc:
         raise DownloadFolderError(
-            f"cannot write to {mirage_data}: {exc.strerror or exc}; give a download_path in a folder you can write to"
+            f"cannot write to {mirage_data}: {exc.strerror or exc}; make it writable "
+            "(chmod/chown, or ask its owner) or give a download_path in a folder you can write to"
         ) from None
     return mirage_data
+
+
+def _clean_and_adopt(mirage_data: Path, inventory: Inventory, entries, catalog: Catalog, progress) -> None:
+    """Under the lock, before planning: remove what dead runs left, and check and record the
+    files already in the tree that the inventory does not know (nothing is fetched for them)."""
+    freed = remove_stale_leftovers(mirage_data)
+    if freed:
+        progress.message(f"removed {format_size(freed)} left by interrupted runs")
+    if inventory.damage:
+        progress.message(f"{inventory.damage}; rebuilding it from the files in {mirage_data}")
+    report = adopt_tree(
+        mirage_data,
+        inventory,
+        entries,
+        catalog_entries=catalog.entries,
+        catalog_version=catalog.version,
+        message=progress.message,
+    )
+    if report.adopted or report.unpacked or report.refused:
+        progress.message(f"files already in {mirage_data}: {report.summary()}")
+    if inventory.damage:
+        inventory.save()
+
+
+def announce(result: DownloadResult) -> None:
+    """Print the summary and the lines that point Mirage at the files (as Mirage's downloader ends)."""
+    print(result.summary())
+    print("Point Mirage at the files with (sh/bash/zsh, then csh/tcsh):")
+    for line in result.export_lines:
+        print(f"  {line}")
 
 
 @contextmanager
@@ -138,8 +222,8 @@ def download_reffiles(
     *,
     mirror: str | os.PathLike | None = None,
     catalog: Catalog | str | os.PathLike | None = None,
-    jobs: int = 4,
-    connections: int = 4,
+    jobs: int | None = None,
+    connections: int | None = None,
     force: bool = False,
     dry_run: bool = False,
     keep_archives: bool = False,
@@ -173,8 +257,9 @@ def download_reffiles(
         laid out like the collection. Default: ``$MIRAGE_DATA_MIRROR``, else the STScI server.
     catalog : Catalog or path, optional
         The collection's catalog (default: the packaged catalog of the real collection).
-    jobs, connections : int
-        Files fetched at once, and connections per large file.
+    jobs, connections : int, optional
+        Files fetched at once, and connections per large file (default: those of *options*,
+        else 4 each).
     force : bool
         Go ahead even if the selection looks too large for the free disk space.
     dry_run : bool
@@ -186,11 +271,12 @@ def download_reffiles(
     wait : bool
         If another run holds this ``MIRAGE_DATA``, wait for it (default) instead of failing.
     quiet : bool
-        No progress output.
+        No progress output, and no closing summary with the ``export MIRAGE_DATA=...`` lines
+        (printed otherwise, as Mirage's downloader does).
     progress : QuietProgress, optional
         A progress reporter (default: bars on a terminal, log lines otherwise).
     options : TransferOptions, optional
-        Timeouts, retries and so on (``jobs``/``connections`` override its counts).
+        Timeouts, retries and so on (``jobs``/``connections``, when given, override its counts).
     raise_on_failure : bool
         Raise `DownloadFailed` if any file failed (default); otherwise return the result.
 
@@ -207,6 +293,21 @@ def download_reffiles(
         The selection will not fit (and ``force`` is False).
     DownloadFolderError, LockedError, DownloadFailed
     """
+    for name, value in (
+        ("skip_darks", skip_darks),
+        ("single_dark", single_dark),
+        ("skip_cosmic_rays", skip_cosmic_rays),
+        ("skip_psfs", skip_psfs),
+        ("skip_soss", skip_soss),
+        ("force", force),
+        ("dry_run", dry_run),
+        ("keep_archives", keep_archives),
+        ("link", link),
+        ("wait", wait),
+        ("quiet", quiet),
+        ("raise_on_failure", raise_on_failure),
+    ):
+        _check_bool(name, value)
     selection = Selection(
         instrument=instrument,
         psf_version=psf_version,
@@ -220,23 +321,29 @@ def download_reffiles(
     if not isinstance(catalog, Catalog):
         catalog = load_catalog(catalog)
     base = resolve_base(mirror, catalog)
-    options = replace(options or TransferOptions(), jobs=jobs, connections=connections)
+    options = _with_counts(options, jobs, connections)
     progress = progress or make_progress(quiet)
 
     if dry_run:
         plan = make_plan(download_path, selection, catalog)
+        if plan.free_bytes is not None:  # what a run would reclaim first
+            plan.free_bytes += sum(size for _, size in stale_leftovers(plan.mirage_data))
         return DownloadResult(plan.mirage_data, plan, None)
 
     mirage_data = prepare_folder(download_path)
     with run_lock(mirage_data, wait=wait, progress=progress):
         inventory = Inventory.load(mirage_data)
+        _clean_and_adopt(mirage_data, inventory, selection.files(catalog), catalog, progress)
         plan = make_plan(download_path, selection, catalog, inventory)
         if not force:
             plan.check_space()
         remember_source(mirage_data, base, catalog)
         todo = plan.entries_to_fetch
         if not todo:
-            return DownloadResult(mirage_data, plan, None)
+            result = DownloadResult(mirage_data, plan, None)
+            if not quiet:
+                announce(result)
+            return result
         fetcher = Fetcher(
             mirage_data,
             base,
@@ -254,7 +361,16 @@ def download_reffiles(
         lines += [f"  {r.entry.relative_path}: {r.error}" for r in report.failed]
         lines.append("Installed files are kept; run the same command again to retry the failed ones.")
         raise DownloadFailed("\n".join(lines), result)
+    if not quiet:
+        announce(result)
     return result
+
+
+def _with_counts(options: TransferOptions | None, jobs: int | None, connections: int | None) -> TransferOptions:
+    """*options* with the counts given explicitly; a count left out keeps the options' own."""
+    options = options or TransferOptions()
+    counts = {k: v for k, v in (("jobs", jobs), ("connections", connections)) if v is not None}
+    return replace(options, **counts) if counts else options
 
 
 def repair_install(
@@ -262,19 +378,25 @@ def repair_install(
     *,
     mirror: str | os.PathLike | None = None,
     deep: bool = True,
-    jobs: int = 4,
-    connections: int = 4,
+    jobs: int | None = None,
+    connections: int | None = None,
     wait: bool = True,
     quiet: bool = False,
     progress: QuietProgress | None = None,
     options: TransferOptions | None = None,
 ) -> tuple[list[str], FetchReport | None]:
-    """Fetch again the installed files that are damaged or missing.
+    """Restore the installed files that are damaged or missing, each from the same kind of
+    source it came from (its provenance in the inventory).
+
+    Downloaded files are fetched again; adopted ones are unpacked again from their leftover
+    copy in the tree where it is still there, else fetched; linked ones are linked again to the
+    mirror's file. Files made locally (e.g. by ``linearize``) are never replaced by a download:
+    they are reported (``report`` lists them as failed, saying to make them again).
 
     Parameters
     ----------
     mirage_data : str or path
-        The ``MIRAGE_DATA`` folder.
+        The ``MIRAGE_DATA`` folder (must exist; nothing is created when it does not).
     mirror : str or path, optional
         Where to fetch from; default: ``$MIRAGE_DATA_MIRROR``, else the source of the last
         download, else the catalog's base URL.
@@ -284,22 +406,80 @@ def repair_install(
     Returns
     -------
     (list of str, FetchReport or None)
-        The collection files found damaged, and how fetching them went.
+        The collection files found damaged, and how restoring them went.
+
+    Raises
+    ------
+    NotAnInstall
+        *mirage_data* is not a folder.
     """
-    mirage_data = Path(mirage_data)
+    _check_bool("deep", deep)
+    _check_bool("wait", wait)
+    _check_bool("quiet", quiet)
+    mirage_data = Path(mirage_data).expanduser().absolute()
+    if not mirage_data.is_dir():
+        raise NotAnInstall(f"{mirage_data} does not exist; give the MIRAGE_DATA folder to repair")
     progress = progress or make_progress(quiet)
     catalog = remembered_catalog(mirage_data)
+    if mirror is not None:
+        check_mirror(os.fspath(mirror))
+    options = _with_counts(options, jobs, connections)
     with run_lock(mirage_data, wait=wait, progress=progress):
-        damaged = files_to_repair(mirage_data, deep=deep, workers=jobs, progress=progress)
+        remove_stale_leftovers(mirage_data)
+        damaged = files_to_repair(mirage_data, deep=deep, workers=options.jobs, progress=progress)
         if not damaged:
             return [], None
-        known = [rp for rp in damaged if rp in catalog]
-        if mirror is None:
-            mirror = os.environ.get(MIRROR_ENV) or remembered_base(mirage_data)
-        base = resolve_base(mirror, catalog)
-        options = replace(options or TransferOptions(), jobs=jobs, connections=connections)
-        fetcher = Fetcher(
-            mirage_data, base, Inventory.load(mirage_data), options, progress, catalog_version=catalog.version
-        )
-        report = fetcher.run([catalog.get(rp) for rp in known])
+        inventory = Inventory.load(mirage_data)
+        report = FetchReport()
+        by_origin: dict[str, list] = {}
+        for rp in damaged:
+            record = inventory.get(rp)
+            origin = record.origin if record is not None else ""
+            if origin == MADE or rp not in catalog:
+                report.results.append(
+                    _not_fetched(rp, catalog, "made locally: make it again (e.g. `mirage-data linearize`)")
+                )
+                continue
+            by_origin.setdefault(origin, []).append(catalog.get(rp))
+        adopted = by_origin.pop(ADOPTED, [])
+        if adopted:
+            # Unpack again from the leftover copy where there is one; fetch the rest.
+            for entry in adopted:
+                inventory.remove(entry.relative_path)
+            done = adopt_tree(
+                mirage_data,
+                inventory,
+                adopted,
+                catalog_entries=catalog.entries,
+                catalog_version=catalog.version,
+                copies_only=True,
+            )
+            fixed = set(done.adopted) | set(done.unpacked)
+            by_origin.setdefault("", []).extend(e for e in adopted if e.relative_path not in fixed)
+        if by_origin:
+            if mirror is None:
+                mirror = os.environ.get(MIRROR_ENV) or remembered_base(mirage_data)
+            base = resolve_base(mirror, catalog)
+            for origin, entries in by_origin.items():
+                fetcher = Fetcher(
+                    mirage_data,
+                    base,
+                    inventory,
+                    options,
+                    progress,
+                    link=origin == LINKED,
+                    catalog_version=catalog.version,
+                )
+                sub = fetcher.run(entries)
+                report.results += sub.results
+                report.seconds += sub.seconds
     return damaged, report
+
+
+def _not_fetched(relative_path: str, catalog: Catalog, why: str):
+    from mirage_data.collection.catalog import CatalogEntry
+
+    from .fetcher import FileResult
+
+    entry = catalog.get(relative_path) if relative_path in catalog else CatalogEntry("", "", relative_path)
+    return FileResult(entry, ok=False, error=why)

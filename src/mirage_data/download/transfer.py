@@ -16,8 +16,11 @@ what to do with the bytes.
 
 from __future__ import annotations
 
+import errno
 import http.client
+import math
 import random
+import shutil
 import ssl
 import threading
 import time
@@ -29,6 +32,8 @@ from pathlib import Path
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+
+from mirage_data.units import format_size
 
 from .partial import Cancelled, PartialFile, StreamRestarted, missing_ranges, split_ranges
 
@@ -88,8 +93,64 @@ class TransferOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be a whole number from 1 to 64; got {value!r}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be 0 or more; got {self.retries!r}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more; got {self.retries!r}")
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+        for name in ("backoff", "max_backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not _is_number(value) or not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds, 0 or more; got {value!r}")
+        if isinstance(self.segment_size, bool) or not isinstance(self.segment_size, int) or self.segment_size < 1:
+            raise ValueError(f"segment_size must be a positive whole number of bytes; got {self.segment_size!r}")
+        if not isinstance(self.verify_tls, (bool, str)):
+            raise ValueError(f"verify_tls must be True, False or a CA bundle path; got {self.verify_tls!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: Attempts at a server that refuses connections: one retry covers a server just restarting;
+#: more would only make a wrong mirror URL take minutes to report.
+REFUSED_ATTEMPTS = 2
+
+
+class DiskFull(TransferError):
+    """No space left where the download is written (never retried)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """*exc* and what it wraps (requests and urllib3 nest their errors several levels deep)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop()
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        for attr in ("reason", "__cause__", "__context__"):
+            inner = getattr(e, attr, None)
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return seen
+
+
+def _refused(exc: BaseException) -> bool:
+    return any(isinstance(e, ConnectionRefusedError) for e in _causes(exc))
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    for e in _causes(exc):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+    return None
 
 
 # --------------------------------------------------------------------------- byte ranges
@@ -246,8 +307,9 @@ class HttpDownload:
 
     # -- retry loop -----------------------------------------------------------------------
     def _attempts(self, what: Callable[[], None]) -> None:
-        """Run *what* until it succeeds, retrying transient failures with backoff."""
-        failures = 0
+        """Run *what* until it succeeds, retrying transient failures with backoff. A full disk
+        is never retried; a refused connection is retried once, soon."""
+        failures = refusals = 0
         while True:
             if self.cancel.is_set():
                 raise Cancelled()
@@ -271,6 +333,20 @@ class HttpDownload:
                 ) from None
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 # Raw body reads raise urllib3's errors (reset, timeout, short body) unwrapped.
+                full = _disk_full(exc)
+                if full is not None:
+                    raise self._disk_full_error(full) from None
+                if _refused(exc):
+                    refusals += 1
+                    if refusals >= REFUSED_ATTEMPTS:
+                        raise TransferError(
+                            f"connection refused by {self.url} ({refusals} attempts); check the mirror URL "
+                            "and that its server is running",
+                            permanent=True,
+                        ) from None
+                    if self.cancel.wait(min(1.0, self.options.backoff)):
+                        raise Cancelled() from None
+                    continue
                 delay, err = None, exc
             if self.bytes_received - before >= CHUNK:
                 failures = 0  # progress was made: this link is slow, not dead
@@ -284,6 +360,15 @@ class HttpDownload:
             wait = min(self.options.max_retry_after, delay) if delay is not None else backoff * random.uniform(0.5, 1.5)
             if self.cancel.wait(wait):
                 raise Cancelled()
+
+    def _disk_full_error(self, exc: OSError) -> DiskFull:
+        folder = self.partial.path.parent
+        free = _free_bytes(folder)
+        need = f"{_size(self.partial.size)} for this file" if self.partial.size else "more space"
+        return DiskFull(
+            f"disk full: no space left in {folder} ({_size(free)} free) while downloading {self.url}; "
+            f"it needs {need}; free some space or download to another folder"
+        )
 
     # -- requests -------------------------------------------------------------------------
     def _probe(self) -> RemoteInfo:
@@ -431,16 +516,22 @@ class HttpDownload:
             self.partial.mark_stream_complete()
 
 
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _size(n: int | None) -> str:
+    return "unknown" if n is None else format_size(n)
+
+
 def _describe(exc: BaseException) -> str:
     """A short, plain account of a transfer error (urllib3 and requests nest theirs)."""
-    seen: list[BaseException] = []
-    todo = [exc]
-    while todo and len(seen) < 10:
-        e = todo.pop()
-        seen.append(e)
-        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
-        if e.__cause__ is not None:
-            todo.append(e.__cause__)
+    seen = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in seen):
+        return "connection refused"  # urllib3 files it under timeouts
     for e in seen:
         if isinstance(e, http.client.IncompleteRead):
             got = e.partial if isinstance(e.partial, int) else len(e.partial)  # urllib3: an int

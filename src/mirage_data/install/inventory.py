@@ -2,20 +2,26 @@
 
 The inventory lives in ``MIRAGE_DATA/.mirage-data/inventory.json``: for each collection file
 (by its relative path in the catalog) the source it came from, its size and sha256, and the
-files it installed (path, size, sha256 of the installed bytes), when, and from which catalog
-version. It is rewritten atomically after each file, so an interrupted run loses nothing that
-finished. `check` compares the layout with it (quickly by size, or deeply by re-hashing).
+files it installed (path, size, sha256 of the installed bytes), when, from which catalog
+version, and its provenance (`ORIGINS`: downloaded, adopted from a tree already there, linked
+to a mirror's file, or made locally). It is rewritten atomically after each file, so an
+interrupted run loses nothing that finished, and the previous version is kept beside it: a
+damaged inventory falls back to that copy, and whatever neither knows is found again in the
+layout (`install.adopt`). `status` compares the layout with it (quickly by size, or deeply by
+re-hashing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mirage_data.io.atomic import atomic_write_text
@@ -23,6 +29,11 @@ from mirage_data.io.atomic import atomic_write_text
 from .state import state_dir
 
 INVENTORY_NAME = "inventory.json"
+BACKUP_NAME = "inventory.previous.json"  # the inventory before its last change
+
+#: Where an installed file came from. Repair restores a file from the same kind of source.
+DOWNLOADED, ADOPTED, LINKED, MADE = "downloaded", "adopted", "linked", "made"
+ORIGINS = (DOWNLOADED, ADOPTED, LINKED, MADE)
 
 INSTALLED, MISSING, MODIFIED = "installed", "missing", "modified"
 
@@ -55,6 +66,10 @@ class Record:
     installed_at : str
         UTC time, ISO 8601.
     catalog_version : str
+    origin : str
+        One of `ORIGINS`: ``downloaded`` (fetched and installed), ``adopted`` (found in the
+        layout, or unpacked from a leftover ``.gz``/tarball there), ``linked`` (a link to a
+        mirror's file) or ``made`` (written locally, e.g. by ``linearize``).
     """
 
     relative_path: str
@@ -64,12 +79,18 @@ class Record:
     files: list[InstalledFile] = field(default_factory=list)
     installed_at: str = ""
     catalog_version: str = ""
+    origin: str = DOWNLOADED
 
     @classmethod
     def from_json(cls, data: dict) -> Record:
-        data = dict(data)
-        data["files"] = [InstalledFile(**f) for f in data.get("files", [])]
-        return cls(**data)
+        """A record from its JSON form; unknown keys (a newer version's) are ignored."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["files"] = [InstalledFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in data.get("files", [])]
+        record = cls(**data)
+        if not isinstance(record.relative_path, str) or record.origin not in ORIGINS:
+            raise ValueError(f"bad record {data!r}")
+        return record
 
 
 class Inventory:
@@ -90,26 +111,42 @@ class Inventory:
     def __init__(self, mirage_data: Path, records: dict[str, Record] | None = None) -> None:
         self.mirage_data = Path(mirage_data)
         self.records: dict[str, Record] = records or {}
+        #: Why the inventory could not be read as it was (None when it was fine or absent);
+        #: the records then come from the previous copy, if that one was readable.
+        self.damage: str | None = None
         self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
         return state_dir(self.mirage_data) / INVENTORY_NAME
 
+    @property
+    def backup_path(self) -> Path:
+        return state_dir(self.mirage_data) / BACKUP_NAME
+
     @classmethod
     def load(cls, mirage_data: Path) -> Inventory:
-        """Read the inventory of *mirage_data* (empty when there is none yet)."""
+        """Read the inventory of *mirage_data* (empty when there is none yet).
+
+        Never raises for a damaged file: a truncated, empty or invalid inventory is replaced by
+        the previous copy when that one reads, else by an empty inventory, and `damage` says
+        what was wrong. Files the records miss are then found in the layout by
+        `install.adopt.adopt_tree`, which checks and records them without fetching them again.
+        """
         inv = cls(mirage_data)
         try:
-            data = json.loads(inv.path.read_text("utf-8"))
-        except FileNotFoundError:
+            inv.records = _read_records(inv.path)
             return inv
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(
-                f"the inventory {inv.path} cannot be read ({exc}); move it aside and run "
-                "`mirage-data download` again to rebuild it"
-            ) from None
-        inv.records = {k: Record.from_json(v) for k, v in data.get("files", {}).items()}
+        except FileNotFoundError:
+            if not inv.backup_path.exists():
+                return inv
+            inv.damage = f"{inv.path} is missing"
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            inv.damage = f"{inv.path} cannot be read ({_short(exc)})"
+        try:
+            inv.records = _read_records(inv.backup_path)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            inv.records = {}
         return inv
 
     def save(self) -> None:
@@ -122,7 +159,12 @@ class Inventory:
             "format": 1,
             "files": {k: asdict(v) for k, v in sorted(self.records.items())},
         }
+        if self.damage is None and self.path.exists():
+            # Keep the last good version: if this one is ever damaged, little is lost.
+            with contextlib.suppress(OSError):
+                os.replace(self.path, self.backup_path)
         atomic_write_text(self.path, json.dumps(data, indent=1))
+        self.damage = None
 
     def add(self, record: Record) -> None:
         """Record an installed file and save at once (thread-safe)."""
@@ -194,6 +236,18 @@ class Inventory:
                 if problem:
                     problems.setdefault(rp, []).append((path, problem))
         return problems
+
+
+def _read_records(path: Path) -> dict[str, Record]:
+    data = json.loads(path.read_text("utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
+        raise ValueError("not an inventory")
+    return {k: Record.from_json(v) for k, v in data.get("files", {}).items()}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 120 else text[:120] + "..."
 
 
 def sha256_of(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirage_data.collection.catalog import Catalog, CatalogError, grouped, load_catalog
+from mirage_data.collection.catalog import INSTRUMENTS, Catalog, CatalogError, grouped, load_catalog
 from mirage_data.io.atomic import atomic_write_text
 from mirage_data.progress import QuietProgress
 
-from .inventory import INSTALLED, MODIFIED, Inventory
+from .adopt import untracked_entries
+from .inventory import ADOPTED, INSTALLED, MODIFIED, Inventory
 from .state import state_dir
 
 SOURCE_RECORD = "source.json"
 CATALOG_COPY = "catalog.tsv"
+VERIFY_RECORD = "verified.json"
 
 
 class NotAnInstall(FileNotFoundError):
@@ -35,12 +38,17 @@ def find_mirage_data(path: str | os.PathLike | None = None) -> Path:
     if path is None:
         path = os.environ.get("MIRAGE_DATA") or "."
     p = Path(path).expanduser().absolute()
-    if state_dir(p).is_dir():
-        return p
-    if state_dir(p / "mirage_data").is_dir():
-        return p / "mirage_data"
+    if not p.is_dir():
+        raise NotAnInstall(f"{p} is not a folder; give the MIRAGE_DATA folder or the folder that holds it")
+    for candidate in (p, p / "mirage_data"):
+        if state_dir(candidate).is_dir():
+            return candidate
+    # A tree without state (made by Mirage's own downloader, copied, or its state deleted).
+    for candidate in (p, p / "mirage_data"):
+        if any((candidate / inst).is_dir() for inst in INSTRUMENTS):
+            return candidate
     raise NotAnInstall(
-        f"{p} holds no reference files installed by mirage-data (no .mirage-data folder in it or in "
+        f"{p} holds no Mirage reference files (no .mirage-data, nircam, niriss or fgs folder in it or in "
         f"{p / 'mirage_data'}); give the MIRAGE_DATA folder or the folder that holds it"
     )
 
@@ -73,35 +81,62 @@ def remembered_base(mirage_data: Path) -> str | None:
 
 @dataclass
 class GroupStatus:
+    """One instrument's group: files in the catalog, installed (of which adopted: found in the
+    tree and checked, not downloaded), modified, untracked (in the tree, not yet recorded:
+    `install.adopt` checks and records them) and missing."""
+
     instrument: str
     title: str
     total: int
     installed: int
     modified: list[str]
+    adopted: int = 0
+    untracked: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> int:
-        return self.total - self.installed - len(self.modified)
+        return self.total - self.installed - len(self.modified) - len(self.untracked)
 
 
-def installed_status(mirage_data: Path, catalog: Catalog | None = None) -> list[GroupStatus]:
-    """Per instrument and group: how many of the collection's files are installed, modified
-    (installed, since changed or deleted) or missing. A quick check (sizes, not hashes)."""
+def installed_status(
+    mirage_data: Path, catalog: Catalog | None = None, inventory: Inventory | None = None
+) -> list[GroupStatus]:
+    """Per instrument and group: how many of the collection's files are installed, adopted,
+    modified (installed, since changed or deleted), untracked or missing. A quick check (sizes,
+    not hashes) that writes nothing."""
     catalog = catalog or remembered_catalog(mirage_data)
-    inventory = Inventory.load(mirage_data)
+    inventory = inventory or Inventory.load(mirage_data)
+    untracked = {e.relative_path for e in untracked_entries(mirage_data, inventory, catalog)}
     rows = []
     for inst, title, entries in grouped(catalog):
         states = {e.relative_path: inventory.status(e.relative_path) for e in entries}
+        installed = [rp for rp, s in states.items() if s == INSTALLED]
         rows.append(
             GroupStatus(
                 inst,
                 title,
                 len(entries),
-                sum(s == INSTALLED for s in states.values()),
+                len(installed),
                 [rp for rp, s in states.items() if s == MODIFIED],
+                sum(inventory.records[rp].origin == ADOPTED for rp in installed),
+                [e.relative_path for e in entries if e.relative_path in untracked],
             )
         )
     return rows
+
+
+def record_verification(mirage_data: Path, problems: dict[str, list[tuple[str, str]]]) -> Path | None:
+    """Keep the result of a verify in the state folder. Returns None when it was recorded, else
+    the folder where it could not be (a read-only tree: nothing is created there)."""
+    folder = state_dir(mirage_data)
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):
+        return folder
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        atomic_write_text(folder / VERIFY_RECORD, json.dumps({"verified_at": when, "problems": problems}, indent=1))
+    except OSError:
+        return folder
+    return None
 
 
 def verify_install(
@@ -114,6 +149,9 @@ def verify_install(
     dict
         For each collection file with a problem: ``[(installed path, problem), ...]``.
     """
+    mirage_data = Path(mirage_data)
+    if not mirage_data.is_dir():
+        raise NotAnInstall(f"{mirage_data} does not exist; give the MIRAGE_DATA folder to verify")
     inventory = Inventory.load(mirage_data)
     progress = progress or QuietProgress()
     total = sum(f.size for r in inventory.records.values() for f in r.files)
@@ -141,6 +179,7 @@ __all__ = [
     "NotAnInstall",
     "find_mirage_data",
     "installed_status",
+    "record_verification",
     "verify_install",
     "files_to_repair",
     "remember_source",
