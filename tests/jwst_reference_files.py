@@ -367,8 +367,12 @@ def write_raw_dark(
     seed: int = 2,
     bias: np.ndarray | None = None,
     extra_header: dict | None = None,
+    groupdq: np.ndarray | None = None,
 ) -> Path:
-    """Write a level-1b raw dark: primary header + uint16 ``SCI`` (+ optional ``ZEROFRAME``)."""
+    """Write a level-1b raw dark: primary header + ``SCI`` (+ optional ``ZEROFRAME``, ``GROUPDQ``).
+
+    ``SCI`` is uint16, or float32 when *ramp* is float32 (as a saved ``RampModel`` has it).
+    """
     if ramp is None:
         ramp = make_ramp(detector, ngroups, nints, seed=seed, bias=bias)
     nints, ngroups = ramp.shape[:2]
@@ -391,11 +395,25 @@ def write_raw_dark(
     h["ZEROFRAM"] = zeroframe is not None
     for key, value in (extra_header or {}).items():
         h[key] = value
-    hdus = [primary, fits.ImageHDU(ramp.astype(np.uint16), name="SCI")]
+    sci_type = np.float32 if ramp.dtype == np.float32 else np.uint16
+    hdus = [primary, fits.ImageHDU(ramp.astype(sci_type), name="SCI")]
+    if groupdq is not None:
+        hdus.append(fits.ImageHDU(groupdq.astype(np.uint8), name="GROUPDQ"))
     if zeroframe is not None:
-        hdus.append(fits.ImageHDU(zeroframe.astype(np.uint16), name="ZEROFRAME"))
+        hdus.append(fits.ImageHDU(zeroframe.astype(sci_type), name="ZEROFRAME"))
     fits.HDUList(hdus).writeto(path, overwrite=True)
     return Path(path)
+
+
+def save_as_ramp_model(raw_path, out_path, offset: float = 0.0) -> Path:
+    """Open a raw dark as the pipeline does (``RampModel``), add *offset* DN to SCI (float32)
+    and save it with stdatamodels: a float32 ``*_uncal.fits`` as the pipeline writes one."""
+    from stdatamodels.jwst import datamodels
+
+    with datamodels.RampModel(str(raw_path)) as model:
+        model.data = model.data.astype(np.float32) + np.float32(offset)
+        model.save(str(out_path))
+    return Path(out_path)
 
 
 def write_reference_set(folder: str | os.PathLike, detector: str, *, ncoeffs: int = 5) -> dict[str, Path]:

@@ -210,6 +210,42 @@ def test_bad_raw_darks_are_clear_errors_and_leave_no_output(tmp_path, raw_nrc, r
     assert list(out_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("cut", ["inside ZEROFRAME", "last block", "inside a header"])
+def test_truncation_anywhere_is_refused_before_writing(tmp_path, refs, cut):
+    """A raw dark cut anywhere is refused, from its headers' sizes, before anything is written
+    (stdatamodels refuses these files too)."""
+    ramp = np.full((1, 2, 2048, 2048), 12000, np.uint16)
+    whole = J.write_raw_dark(tmp_path / "whole_uncal.fits", "NRCA1", ramp=ramp, nframes=2, zeroframe=ramp[:, 0])
+    data = whole.read_bytes()
+    with fits.open(whole) as h:
+        zero_at = h.fileinfo(2)["datLoc"]
+        assert h[2].name == "ZEROFRAME" and len(data) == zero_at + 2048 * 2048 * 2 + (-(2048 * 2048 * 2) % 2880)
+    size = {
+        "inside ZEROFRAME": zero_at + 1000 * 2048 * 2,
+        "last block": len(data) - 2880,
+        "inside a header": zero_at - 1000,
+    }[cut]
+    bad = tmp_path / "in" / "cut_uncal.fits"
+    bad.parent.mkdir()
+    bad.write_bytes(data[:size])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(DarkFormatError, match="truncated") as info:
+        linearize_dark(bad, out_dir / "lin.fits", **refs["NRCA1"])
+    assert "cut_uncal.fits" in str(info.value)
+    assert list(out_dir.iterdir()) == []
+    # the command line says so in one line, exit status 2
+    from mirage_data.cli import main
+
+    r = refs["NRCA1"]
+    args = ["linearize", str(bad), "-o", str(out_dir / "lin.fits")]
+    for key in ("mask", "saturation", "superbias", "linearity"):
+        args += [f"--{key}", str(r[key])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "truncated" in result.output and "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == []
+
+
 def test_group_averaged_with_inverse_linearity_is_refused(tmp_path, refs):
     raw = J.write_raw_dark(
         tmp_path / "nrc_uncal.fits", "NRCA1", ramp=np.full((1, 1, 2048, 2048), 12000, np.uint16), nframes=2

@@ -334,3 +334,42 @@ def test_golden_numbers_match_jwst(tmp_path, crds_cache):
     np.testing.assert_allclose(sb, GOLDEN_SB, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(sums[:2], GOLDEN_SUMS[:2], rtol=1e-9)
     assert sums[2:] == GOLDEN_SUMS[2:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input the raw file brings itself (issue 9)
+
+
+@needs_jwst
+def test_input_saturation_flags_spread_across_tiles_like_the_pipeline(tmp_path, crds_cache):
+    """SATURATED flags in the raw file's GROUPDQ are grown to their neighbours by the pipeline,
+    across the processing tiles' edges too: the issue's pixel (0, 0, 128, 1288), flags on the
+    first and last rows of tiles, at the frame's edges; with 128-row and 7-row tiles."""
+    refs = J.write_reference_set(tmp_path / "refs", "NRCA1")
+    ramp = J.make_ramp("NRCA1", ngroups=3, nints=1, seed=31)
+    gdq = np.zeros(ramp.shape, np.uint8)
+    sat, dnu = rc.DQ["SATURATED"], rc.DQ["DO_NOT_USE"]
+    for g, y, x in [(0, 128, 1288), (0, 127, 40), (1, 255, 700), (1, 256, 703), (2, 6, 300), (2, 7, 900)]:
+        gdq[0, g, y, x] = sat
+    gdq[0, 1, 2047, 2047] = gdq[0, 2, 0, 1024] = sat
+    gdq[0, 0, 384, 5] = sat | dnu
+    raw = J.write_raw_dark(tmp_path / "gdq_uncal.fits", "NRCA1", ramp=ramp, groupdq=gdq)
+    pipe = J.run_pipeline_subprocess(raw, refs, tmp_path / "pipe.npz", crds_cache)
+    assert pipe["groupdq"][0, 0, 127, 1287:1290].tolist() == [sat] * 3  # the issue's example
+    for tile_rows in (128, 7):
+        out = linearize_dark(raw, tmp_path / f"lin{tile_rows}.fits", include_dq=True, tile_rows=tile_rows, **refs)
+        _compare(_read_output(out), pipe, f"NRCA1 input GROUPDQ, {tile_rows}-row tiles")
+
+
+@needs_jwst
+def test_float_raw_ramp_saved_by_the_pipeline_equals_pipeline(tmp_path, crds_cache):
+    """A float32 ``*_uncal.fits`` as stdatamodels saves a RampModel (with fractional DN)."""
+    refs = J.write_reference_set(tmp_path / "refs", "NRCB2")
+    uint = J.write_raw_dark(tmp_path / "int_uncal.fits", "NRCB2", ngroups=3, seed=41)
+    raw = J.save_as_ramp_model(uint, tmp_path / "float_uncal.fits", offset=0.375)
+    with fits.open(raw) as h:
+        assert h["SCI"].data.dtype == np.dtype(">f4") and "GROUPDQ" in h and "PIXELDQ" in h
+    pipe = J.run_pipeline_subprocess(raw, refs, tmp_path / "pipe.npz", crds_cache)
+    ours = _read_output(linearize_dark(raw, tmp_path / "lin.fits", include_dq=True, **refs))
+    _compare(ours, pipe, "NRCB2 float32 SCI")
+    assert ours["header"]["ZEROSRC"] == "GROUP0"
