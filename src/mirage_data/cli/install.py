@@ -112,6 +112,24 @@ def verify(mirage_data: str | None, jobs: int, quiet: bool) -> None:
 
 @main.command()
 @click.argument("mirage_data", required=False)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Catalog file to write (TSV).")
+@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="Files hashed at once.")
+@click.option("-q", "--quiet", is_flag=True)
+@_user_errors
+def catalog(mirage_data: str | None, output: str, jobs: int, quiet: bool) -> None:
+    """Write a catalog pinned to a verified install: exact sizes and sha256 of what is installed.
+
+    Other installs given it with ``--catalog`` refuse any file that differs."""
+    from mirage_data.install.upkeep import pin_catalog
+
+    folder = find_mirage_data(mirage_data)
+    pinned, n = pin_catalog(folder, workers=jobs, progress=make_progress(quiet))
+    pinned.write(output)
+    click.echo(f"{output}: {len(pinned)} collection files, {n} pinned from the verified install in {folder}")
+
+
+@main.command()
+@click.argument("mirage_data", required=False)
 @click.option(
     "--reclaim",
     is_flag=True,

@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from mirage_data.collection.catalog import CatalogEntry
-from mirage_data.install.inventory import Inventory, Record, sha256_of
+from mirage_data.install.content import WrongContent, allowance, check_file, check_for, installed_digest
+from mirage_data.install.inventory import DOWNLOADED, LINKED, Inventory, Record, sha256_of
 from mirage_data.install.state import archives_dir, partial_path
 from mirage_data.install.unpack import (
     CorruptDownload,
@@ -31,6 +32,7 @@ from mirage_data.install.unpack import (
 )
 from mirage_data.progress import QuietProgress
 
+from .errors import describe_os_error
 from .partial import Cancelled, PartialFile, StreamRestarted
 from .transfer import HttpDownload, LocalReader, StreamReader, TransferError, TransferOptions
 
@@ -125,6 +127,7 @@ class Fetcher:
         self.cancel = threading.Event()
         self._file_stops: set[threading.Event] = set()  # one per running download
         self._file_stops_lock = threading.Lock()
+        self._commit_lock = threading.Lock()  # one archive at a time checks for collisions and commits
 
     # ------------------------------------------------------------------ run
 
@@ -192,10 +195,13 @@ class Fetcher:
         except UnsafeArchive as exc:
             self._partial(entry).discard()
             result.error = f"unsafe archive refused, nothing installed: {exc}"
+        except WrongContent as exc:
+            self._partial(entry).discard()
+            result.error = f"refused, nothing installed: {exc}"
         except TransferError as exc:
             result.error = str(exc)
         except OSError as exc:
-            result.error = f"{exc.strerror or exc} ({exc.filename or ''})"
+            result.error = describe_os_error(exc, self.mirage_data, entry)
         except Exception as exc:  # noqa: BLE001 - one file's surprise must not end the run
             result.error = f"unexpected error: {exc!r}"
         self.progress.file_finished(key, result.ok, result.error)
@@ -247,7 +253,8 @@ class Fetcher:
                 try:
                     hasher = hashlib.sha256()
                     reader = StreamReader(partial, self.cancel, hasher)
-                    staging = self._install(entry, reader)
+                    limit = lambda: allowance(partial.size or entry.expected_size or None)  # noqa: E731
+                    staging = self._install(entry, reader, limit)
                     break
                 except StreamRestarted:
                     continue
@@ -281,34 +288,37 @@ class Fetcher:
         self.progress.file_resized(key, size, 0)
         unpacked = source.with_name(source.name[: -len(".gz")]) if source.name.endswith(".fits.gz") else None
         if self.link and unpacked is not None and unpacked.is_file():
-            # A decompressed copy beside the .gz on the share: link to it, nothing is copied.
+            # A decompressed copy beside the .gz on the share: link to it, nothing is copied. It
+            # is checked like a fetched file and hashed; the .gz is not read, so no source
+            # size or hash is recorded (nothing is recorded that was not computed).
+            check_file(unpacked, check_for(entry))
             staging = StagedInstall(self.mirage_data, entry.relative_path)
             n = unpacked.stat().st_size
             staging.add_link(unpacked.resolve(), entry.install_path, n, sha256_of(unpacked))
             self.progress.advance(key, size)
-            digest = entry.sha256 or ""
-            self._commit(entry, staging, str(unpacked), size, digest, None)
+            self._commit(entry, staging, str(unpacked), 0, "", None)
             return 0
         hasher = hashlib.sha256()
         reader = LocalReader(source, self.cancel, hasher, on_bytes=lambda n: self.progress.advance(key, n))
         try:
-            staging = self._install(entry, reader)
+            staging = self._install(entry, reader, allowance(size))
         finally:
             reader.close()
         self._check_source(entry, reader.position, size, hasher.hexdigest())
         self._commit(entry, staging, str(source), reader.position, hasher.hexdigest(), source)
         return reader.position
 
-    def _install(self, entry: CatalogEntry, reader) -> StagedInstall:
-        """Read the whole source through *reader* into a staging area (not yet in the layout)."""
+    def _install(self, entry: CatalogEntry, reader, limit=None) -> StagedInstall:
+        """Read the whole source through *reader* into a staging area (not yet in the layout),
+        checking its content; decompressed output beyond *limit* bytes is refused."""
         staging = StagedInstall(self.mirage_data, entry.relative_path)
         try:
             if entry.is_archive:
-                extract_archive(reader, staging, entry.install_path)
+                extract_archive(reader, staging, entry, limit)
             elif entry.relative_path.endswith(".gz"):
-                staging.add_stream(GunzipReader(reader), entry.install_path)
+                staging.add_stream(GunzipReader(reader, limit), entry.install_path, check_for(entry, limit=limit))
             else:
-                staging.add_stream(reader, entry.install_path)
+                staging.add_stream(reader, entry.install_path, check_for(entry, limit=limit))
         except BaseException:
             staging.discard()
             raise
@@ -336,31 +346,76 @@ class Fetcher:
         if self.cancel.is_set():
             staging.discard()
             raise Cancelled()
-        old = self.inventory.get(entry.relative_path)
-        files = staging.commit()
-        if old is not None:
-            # Files an earlier version of this archive installed that this one no longer has.
-            new_paths = {f.path for f in files}
-            for f in old.files:
-                if f.path not in new_paths:
-                    try:
-                        (self.mirage_data / f.path).unlink()
-                    except FileNotFoundError:
-                        pass
-        if self.keep_archives and fetched_copy is not None:
-            kept = archives_dir(self.mirage_data) / entry.relative_path
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            if self.local is None:
-                os.replace(fetched_copy, kept)
-            else:
-                shutil.copyfile(fetched_copy, kept)
-        self.inventory.add(
-            Record(
-                relative_path=entry.relative_path,
-                source=source,
-                source_size=size,
-                source_sha256=digest,
-                files=files,
-                catalog_version=self.catalog_version,
+        with self._commit_lock:
+            try:
+                self._check_replacement(entry, staging, digest)
+            except BaseException:
+                staging.discard()
+                raise
+            old = self.inventory.get(entry.relative_path)
+            files = staging.commit()
+            if old is not None:
+                # Files an earlier version of this archive installed that this one no longer has
+                # (unless another collection file installed the same file).
+                new_paths = {f.path for f in files}
+                shared = self._paths_of_others(entry)
+                for f in old.files:
+                    if f.path not in new_paths and f.path not in shared:
+                        try:
+                            (self.mirage_data / f.path).unlink()
+                        except FileNotFoundError:
+                            pass
+            if self.keep_archives and fetched_copy is not None:
+                kept = archives_dir(self.mirage_data) / entry.relative_path
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                if self.local is None:
+                    os.replace(fetched_copy, kept)
+                else:
+                    shutil.copyfile(fetched_copy, kept)
+            self.inventory.add(
+                Record(
+                    relative_path=entry.relative_path,
+                    source=source,
+                    source_size=size,
+                    source_sha256=digest,
+                    files=files,
+                    catalog_version=self.catalog_version,
+                    # Only a link install has no fetched copy: its file stays the mirror's.
+                    origin=LINKED if fetched_copy is None else DOWNLOADED,
+                )
             )
-        )
+
+    def _paths_of_others(self, entry: CatalogEntry) -> dict[str, tuple[str, str]]:
+        """Installed path -> (sha256, collection file) for the files of every other record."""
+        return {
+            f.path: (f.sha256, rp)
+            for rp, record in self.inventory.records.items()
+            if rp != entry.relative_path
+            for f in record.files
+        }
+
+    def _check_replacement(self, entry: CatalogEntry, staging: StagedInstall, digest: str) -> None:
+        """Refuse staged files that may not go into the layout: a file differing from the same
+        path installed by another collection file (identical copies are fine: the PSF tarballs
+        share a folder), content that differs from a pinned catalog's, and bytes that differ
+        from those an installed file was made from (so repair restores, never replaces)."""
+        others = self._paths_of_others(entry)
+        for _, f in staging.files:
+            if f.path in others and others[f.path][0] != f.sha256:
+                raise UnsafeArchive(
+                    f"{f.path} would replace a different file installed from {others[f.path][1]}; "
+                    "two collection files may not install different files at one path"
+                )
+        if entry.installed_sha256 is not None:
+            got = installed_digest(entry, [f for _, f in staging.files])
+            if got != entry.installed_sha256:
+                raise WrongContent(
+                    f"installed content sha256 {got[:12]}… where the pinned catalog says {entry.installed_sha256[:12]}…"
+                )
+        old = self.inventory.get(entry.relative_path)
+        if old is not None and entry.sha256 is None and old.source_sha256 and digest and digest != old.source_sha256:
+            raise WrongContent(
+                f"the source now has different bytes (sha256 {digest[:12]}…) than those installed here "
+                f"({old.source_sha256[:12]}…); the installed file is left as it is. Pin the new bytes with "
+                "--catalog, or delete the installed file and download again to accept them"
+            )

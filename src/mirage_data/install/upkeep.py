@@ -20,6 +20,7 @@ from mirage_data.io.atomic import atomic_write_text
 from mirage_data.progress import QuietProgress
 
 from .adopt import untracked_entries
+from .content import installed_digest
 from .inventory import ADOPTED, INSTALLED, MODIFIED, Inventory
 from .state import state_dir
 
@@ -166,6 +167,62 @@ def verify_install(
         progress.stop()
 
 
+def pin_catalog(
+    mirage_data: Path,
+    catalog: Catalog | None = None,
+    *,
+    workers: int = 4,
+    progress: QuietProgress | None = None,
+) -> tuple[Catalog, int]:
+    """A catalog pinned to a verified install: exact sizes and sha256 of what was installed.
+
+    Every installed file is re-hashed first; a tree that does not verify is refused. For
+    each installed collection file the catalog gets what its route could check: the fetched
+    file's size and sha256 as recorded while it was transferred (files read from the source),
+    and the digest of what it installed (`content.installed_digest`; all that a linked or
+    adopted file has). Locally made files (e.g. linearized darks) are not the collection's
+    bytes and are left unpinned. Other installs then use the result with ``--catalog`` and
+    refuse anything that differs.
+
+    Parameters
+    ----------
+    mirage_data : Path
+        A ``MIRAGE_DATA`` folder installed by mirage-data.
+    catalog : Catalog, optional
+        The catalog to pin (default: the one of the last download into *mirage_data*).
+
+    Returns
+    -------
+    (Catalog, int)
+        The pinned catalog (all entries; the installed ones pinned) and how many were pinned.
+
+    Raises
+    ------
+    ValueError
+        If an installed file is damaged or missing.
+    """
+    problems = verify_install(mirage_data, workers=workers, progress=progress)
+    if problems:
+        rp, issues = sorted(problems.items())[0]
+        raise ValueError(
+            f"{len(problems)} installed collection files do not verify (first: {issues[0][1]}: {issues[0][0]}); "
+            "run `mirage-data repair` first: only a verified install can be pinned"
+        )
+    catalog = catalog or remembered_catalog(mirage_data)
+    inventory = Inventory.load(mirage_data)
+    pins: dict[str, tuple[int | None, str | None, str | None]] = {}
+    for rp, record in inventory.records.items():
+        if rp not in catalog or getattr(record, "origin", "downloaded") == "made" or not record.files:
+            continue
+        read_from_source = bool(record.source_sha256) and record.source_size > 0
+        pins[rp] = (
+            record.source_size if read_from_source else None,
+            record.source_sha256 if read_from_source else None,
+            installed_digest(catalog.get(rp), record.files),
+        )
+    return catalog.pinned(pins), len(pins)
+
+
 def files_to_repair(mirage_data: Path, deep: bool = True, **verify_options) -> list[str]:
     """Relative paths (catalog) of installed files that are damaged or missing."""
     if deep:
@@ -182,6 +239,7 @@ __all__ = [
     "record_verification",
     "verify_install",
     "files_to_repair",
+    "pin_catalog",
     "remember_source",
     "remembered_base",
     "remembered_catalog",
