@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from collections_for_tests import FGS_CR, FGS_RAW, REAL, dark_bytes, gz, library_fits, make_collection, tarball
 
+from collections_for_tests import FGS_CR, FGS_RAW, REAL, dark_bytes, gz, library_fits, make_collection, tarball
 from mirage_data import download_reffiles
 from mirage_data.install.inventory import ADOPTED, DOWNLOADED, Inventory
 from mirage_data.testing.server import CollectionServer, StaticFileHandler

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,7 @@ from .state import state_dir
 
 INVENTORY_NAME = "inventory.json"
 BACKUP_NAME = "inventory.previous.json"  # the inventory before its last change
+DAMAGED_NAME = "inventory.damaged"  # a damaged inventory, kept aside when it is rebuilt
 
 #: Where an installed file came from. Repair restores a file from the same kind of source.
 DOWNLOADED, ADOPTED, LINKED, MADE = "downloaded", "adopted", "linked", "made"
@@ -163,6 +165,14 @@ class Inventory:
             # Keep the last good version: if this one is ever damaged, little is lost.
             with contextlib.suppress(OSError):
                 os.replace(self.path, self.backup_path)
+        elif self.damage is not None and (self.path.exists() or self.path.is_symlink()):
+            # Keep the damaged one aside for inspection (whatever it is: even a folder).
+            aside = self.path.with_name(DAMAGED_NAME)
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside)
+            elif aside.exists() or aside.is_symlink():
+                aside.unlink()
+            os.replace(self.path, aside)
         atomic_write_text(self.path, json.dumps(data, indent=1))
         self.damage = None
 
