@@ -9,10 +9,18 @@ relative paths such as ``"reffiles"``.
 
 from __future__ import annotations
 
-import pytest
+import sys
+from pathlib import Path
 
-from mirage_data.testing.sample import make_sample_collection
-from mirage_data.testing.server import CollectionServer
+sys.path.insert(0, str(Path(__file__).parent / "tests"))
+import network_guard  # noqa: E402  (before any other import: no test reaches the network)
+
+network_guard.install()
+
+import pytest  # noqa: E402
+
+from mirage_data.testing.sample import make_sample_collection  # noqa: E402
+from mirage_data.testing.server import CollectionServer  # noqa: E402
 
 #: Names a doctest uses to ask for the served sample collection.
 _SAMPLE_NAMES = ("server_url", "sample_catalog")

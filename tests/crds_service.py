@@ -31,7 +31,7 @@ DETECTORS = {
     "NIRISS": ("NIS",),
     "FGS": ("GUIDER1", "GUIDER2"),
 }
-FILTERS = {"NIRCAM": ("F200W", "F150W", "F444W", "F356W"), "NIRISS": ("CLEAR", "F277W"), "FGS": ("N/A", "NA")}
+FILTERS = {"NIRCAM": ("F200W", "F150W", "F444W", "F356W"), "NIRISS": ("CLEAR", "F277W", "GR150R"), "FGS": ("N/A", "NA")}
 
 
 def ref_name(instrument: str, reftype: str, detector: str, extra: str = "") -> str:

@@ -9,6 +9,7 @@ few filters, all ten cosmic-ray files of every library for a few detectors) and 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -247,13 +248,28 @@ Output:
 
 
 def _collection_dark(instrument: str, detector: str, mirage_data: str) -> str:
-    entry = dark_entries()[(instrument, detector)][0]
-    return f"{mirage_data}/{entry.install_path}"
+    """The first linearized collection dark of the detector (as the generator names it)."""
+    found = dark_entries().get((instrument, detector))
+    if not found:
+        found = sorted(
+            (
+                e
+                for e in _catalog()
+                if e.instrument == instrument and e.dark_kind == "linearized" and e.detectors == (detector,)
+            ),
+            key=lambda e: e.relative_path,
+        )
+    return f"{mirage_data}/{found[0].install_path}"
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog() -> Catalog:
+    return load_catalog()
 
 
 def dark_entries(kind: str = "linearized") -> dict:
     """(instrument, detector) -> catalog entries of the small collection's darks (sorted)."""
-    catalog = load_catalog()
+    catalog = _catalog()
     out = {}
     for (inst, det), count in DARKS.items():
         found = sorted(

@@ -244,7 +244,11 @@ def prepare(
         explicit = crds_context or os.environ.get("CRDS_CONTEXT") or state.get("crds_context")
         report.crds_path = cache
         try:
-            with crds_io.crds_client(cache, server):
+            if source is not None and (source / "config" / "jwst" / "server_config").is_file() and not dry_run:
+                crds_io.ensure_server_config(cache, "", source)  # the shared cache's view of the server
+            # a dry run with a shared cache and no own cache yet reads the shared one, read-only
+            from_source = dry_run and source is not None and not (cache / "config" / "jwst" / "server_config").is_file()
+            with crds_io.crds_client(source if from_source else cache, server, readonly=from_source):
                 context, why = crds_io.resolve_context(explicit)
                 if not crds_context and not os.environ.get("CRDS_CONTEXT") and state.get("crds_context"):
                     why = f"recorded by the earlier run in {out}"
@@ -341,8 +345,12 @@ def prepare(
         if b.cosmic_ray_folder is not None:
             params["cosmicRay"]["path"] = str(b.cosmic_ray_folder)
         target = out / b.exposure.name
-        with atomic_path(target) as tmp:
-            tmp.write_text(yaml.safe_dump(params, sort_keys=False, default_flow_style=False), "utf-8")
+        try:
+            with atomic_path(target) as tmp:
+                tmp.write_text(yaml.safe_dump(params, sort_keys=False, default_flow_style=False), "utf-8")
+        except OSError as exc:
+            b.problem(f"cannot write the resolved yaml {target}: {exc.strerror or exc}")
+            continue
         report.written.append(target)
 
     if report.crds_context:

@@ -188,6 +188,13 @@ def find_library(folder: Path, req: PsfRequest, *, wings: bool = False, default:
     named = sorted(folder.glob(pattern))
     if len(named) == 1 and _matches(named[0], req, ext, default, wings, scan=False):
         return named[0]
+    if len(named) == 1:  # Mirage reads these keywords of the named file unconditionally (a KeyError there)
+        header = _header(named[0], ext)
+        lacking = [k for k in ("INSTRUME", "FILTER", "OPD_FILE") if header is not None and k not in header]
+        if header is not None and "DETECTOR" not in header and "DET_NAME" not in header:
+            lacking.append("DETECTOR")
+        if lacking:
+            raise PsfProblem(f"{named[0].name}: {ext.lower()} header lacks {', '.join(lacking)} (Mirage stops on it)")
     # the scan reads each file's primary header, also for wings (psf_selection.get_library_file)
     found = [p for p in sorted(folder.glob("*.fits")) if _matches(p, req, "PRIMARY", default, wings, scan=True)]
     if len(found) == 1:
