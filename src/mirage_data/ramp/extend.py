@@ -8,9 +8,10 @@ E(k-1)`` is one of the dark's own steps ``D(j) - D(j-1)`` (the step after the se
 keeps accumulating at the dark's own rate. Frame 0 is used only as the base that is taken
 away. The same continuation applied to SBANDREFPIX keeps the bias there single too.
 
-For ``n < k < 2n - 1`` this is Mirage 2.5's padding, frame for frame (``D(j) - D(0) + D(n-1)``);
-Mirage goes wrong only from ``2n`` frames on (it adds the last frame to a whole copy, frame 0
-included, which adds the bias again and makes a jump at the seam). Plain numpy: no files.
+When a ramp needs fewer than ``2n`` frames this is Mirage 2.5's padding, frame for frame
+(``D(j) - D(0) + D(n-1)``). From ``2n`` frames on Mirage first appends a whole copy of the
+dark plus its last frame, frame 0 included, which adds the bias again and makes a jump at
+frame ``n``. Plain numpy: no files.
 """
 
 from __future__ import annotations
