@@ -7,10 +7,13 @@ pipeline in test_pipeline_equivalence.py, here against the in-memory chain.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +27,15 @@ from mirage_data.calibration.reference_files import (
     CalibrationError,
     CalibrationPaths,
     crds_parameters,
-    crds_references,
     read_calibration,
     read_mask,
     resolve_calibration,
 )
-from mirage_data.collection.catalog import linearized_name
+from mirage_data.collection.catalog import linearized_name, load_catalog
 from mirage_data.darks.batch import default_output_name, find_raw_darks, linearize_all
 from mirage_data.darks.linearize import DarkFormatError, linearize_dark
+from mirage_data.install.inventory import MADE, Inventory
+from mirage_data.install.upkeep import installed_status, verify_install
 from mirage_data.ramp import linearize_ramp
 from mirage_data.ramp.dqflags import DQ
 
@@ -305,8 +309,9 @@ def test_mask_dq_def_is_applied_as_stdatamodels_does(refs):
     assert ((raw_dq & 8) != 0).sum() == ((mask.dq & DQ["REFERENCE_PIXEL"]) != 0).sum() > 0
     assert ((raw_dq & 4) != 0).sum() == ((mask.dq & DQ["HOT"]) != 0).sum() > 0
     assert not (mask.dq & 16).any() and (raw_dq & 16).any()
-    stdatamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
-    with stdatamodels.MaskModel(str(refs["NRCA1"]["mask"])) as model:
+    from stdatamodels.jwst import datamodels  # a test dependency (jwst): its absence fails
+
+    with datamodels.MaskModel(str(refs["NRCA1"]["mask"])) as model:
         np.testing.assert_array_equal(mask.dq, model.dq)
 
 
@@ -342,16 +347,9 @@ def test_calibration_directory_matches_by_detector_and_date(tmp_path, refs):
         resolve_calibration(header, mask=refs["NRCA1"]["mask"], use_crds=False)
 
 
-def test_crds_lookup_uses_the_crds_client(monkeypatch, refs):
-    import crds
-
-    calls = {}
-
-    def fake_getreferences(params, reftypes, observatory, context=None):
-        calls.update(params=params, reftypes=reftypes, observatory=observatory)
-        return {t: str(refs["NRCA1"][t]) for t in reftypes}
-
-    monkeypatch.setattr(crds, "getreferences", fake_getreferences)
+def test_crds_parameters_come_from_the_raw_header():
+    """The selection parameters handed to CRDS (the look-ups themselves run the real crds client
+    against a local CRDS cache in test_crds_lookup.py; nothing here stands in for it)."""
     header = {
         "INSTRUME": "NIRCAM",
         "DETECTOR": "NRCA1",
@@ -359,25 +357,13 @@ def test_crds_lookup_uses_the_crds_client(monkeypatch, refs):
         "SUBARRAY": "FULL",
         "EXP_TYPE": "NRC_DARK",
         "DATE-OBS": "2016-01-09",
-        "TIME-OBS": "00:03:58",
+        "NGROUPS": 108,
     }
-    paths = resolve_calibration(header)
-    assert calls["observatory"] == "jwst" and calls["reftypes"] == ["mask", "saturation", "superbias", "linearity"]
-    assert calls["params"]["meta.instrument.detector"] == "NRCA1"
-    assert calls["params"]["meta.exposure.readpatt"] == "RAPID"
-    assert paths.names["linearity"] == "crds://" + refs["NRCA1"]["linearity"].name
-    assert crds_parameters(header)["meta.observation.date"] == "2016-01-09"
-
-    monkeypatch.setattr(crds, "getreferences", lambda *a, **k: {"mask": "NOT FOUND n/a"})
-    with pytest.raises(CalibrationError, match="CRDS has no MASK"):
-        crds_references(header, ["mask"])
-
-    def offline(*a, **k):
-        raise OSError("no server")
-
-    monkeypatch.setattr(crds, "getreferences", offline)
-    with pytest.raises(CalibrationError, match="CRDS could not give reference files.*--calibration-dir"):
-        crds_references(header)
+    params = crds_parameters(header)
+    assert params["meta.instrument.detector"] == "NRCA1" and params["meta.instrument.name"] == "NIRCAM"
+    assert params["meta.exposure.readpatt"] == "RAPID" and params["meta.exposure.type"] == "NRC_DARK"
+    assert params["meta.observation.date"] == "2016-01-09" and params["meta.observation.time"] == "00:00:00"
+    assert params["meta.exposure.ngroups"] == "108" and params["meta.telescope"] == "JWST"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +406,26 @@ def test_linearize_all_names_skips_and_reports(tmp_path, raw_nrc, refs):
     assert ("done", NRC_RAW) in kinds and ("start", FGS_RAW) in kinds and ("failed", nis.name) in kinds
     with fits.open(nrc_out) as h:
         np.testing.assert_array_equal(h["SCI"].data, _reference_result(raw_nrc, refs["NRCA1"]).sci)
+    # the outputs are in the inventory, made locally: status counts them, verify re-hashes them
+    inventory = Inventory.load(root)
+    nrc_key = nrc_out.relative_to(root).as_posix() + ".gz"  # the collection's (compressed) name
+    made = {k: r for k, r in inventory.records.items() if r.origin == MADE}
+    assert set(made) == {nrc_key, fgs_out.relative_to(root).as_posix()}
+    record = made[nrc_key]
+    assert record.source == nrc.relative_to(root).as_posix()
+    assert record.files[0].path == nrc_out.relative_to(root).as_posix()
+    assert record.files[0].size == nrc_out.stat().st_size
+    assert record.files[0].sha256 == hashlib.sha256(nrc_out.read_bytes()).hexdigest()
+    assert nrc_key in load_catalog()
+    assert any(g.instrument == "nircam" and g.installed == 1 for g in installed_status(root))
+    assert verify_install(root) == {}
+    with open(nrc_out, "r+b") as f:  # same size, different content: only a re-hash sees it
+        f.seek(-100, os.SEEK_END)
+        f.write(b"x")
+    assert verify_install(root) == {nrc_key: [(record.files[0].path, "content differs (sha256)")]}
+    nrc_out.unlink()
+    assert linearize_all(root, calibration_dir=cal, use_crds=False, jobs=1).done == [nrc_out]
+    assert verify_install(root) == {}
     # a second run skips what is there
     events.clear()
     again = linearize_all(root, calibration_dir=cal, use_crds=False, jobs=1, progress=events.append)
@@ -427,6 +433,33 @@ def test_linearize_all_names_skips_and_reports(tmp_path, raw_nrc, refs):
     assert {e.kind for e in events} == {"skipped", "failed"}
     for folder in (nrc_out.parent, fgs_out.parent):
         assert _no_partial_files(folder) == []
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that counts what is submitted to it."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submits = []
+        self._count = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._count:
+            self.submits.append(getattr(fn, "__name__", repr(fn)))
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_files_and_tiles_run_through_the_callers_executors(tmp_path, raw_nrc, refs):
+    root, nrc, fgs, nis = _mirage_data(tmp_path, raw_nrc)
+    cal = refs["NRCA1"]["mask"].parent
+    with CountingExecutor(2) as files:
+        summary = linearize_all(root, calibration_dir=cal, use_crds=False, jobs=2, executor=files)
+    assert len(summary.done) == 2 and files.submits == ["linearize_job"] * 2
+    with CountingExecutor(2) as tiles:
+        out = linearize_dark(raw_nrc, tmp_path / "tiles.fits", executor=tiles, tile_rows=256, **refs["NRCA1"])
+    assert len(tiles.submits) == 3 * 2 * (2048 // 256)  # 3 groups, two passes, 8 tiles each
+    with fits.open(out) as h:
+        np.testing.assert_array_equal(h["SCI"].data, _reference_result(raw_nrc, refs["NRCA1"]).sci)
 
 
 def test_linearize_all_needs_a_folder(monkeypatch, tmp_path):

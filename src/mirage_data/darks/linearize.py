@@ -82,7 +82,8 @@ def _primary_header(raw: RawDark, names: Mapping[str, str], zero_source: str) ->
         h[key] = "COMPLETE"
     h["LINSOFT"] = (f"mirage-data {__version__}", "software that linearized this dark")
     h["LINEQUIV"] = ("jwst 3.0", "pipeline whose numbers these equal")
-    h["LINRAW"] = (raw.path.name, "raw dark linearized")
+    # a long file name leaves no room for the comment (astropy would truncate it with a warning)
+    h["LINRAW"] = (raw.path.name, "raw dark linearized") if len(raw.path.name) <= 44 else raw.path.name
     h["ZEROSRC"] = (zero_source, "ZEROFRAME from: GROUP0 of SCI, or raw ZEROFRAME")
     return h
 
