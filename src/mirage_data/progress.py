@@ -27,6 +27,9 @@ class QuietProgress:
     def file_resized(self, key: str, size: int | None, already: int) -> None:
         """The file's size became known, or it (re)starts with *already* bytes on disk."""
 
+    def total_changed(self, total_bytes: int) -> None:
+        """The run's total became better known (a server told a file's exact size)."""
+
     def advance(self, key: str, n_bytes: int) -> None:
         """*n_bytes* more bytes of the file arrived."""
 
@@ -66,6 +69,10 @@ class LogProgress(QuietProgress):
         with self._lock:
             self._labels[key] = label
             self._print(f"fetching {label}" + (f" ({format_size(size)})" if size else ""))
+
+    def total_changed(self, total_bytes: int) -> None:
+        with self._lock:
+            self._total = total_bytes
 
     def file_resized(self, key: str, size: int | None, already: int) -> None:
         if already:
@@ -133,6 +140,10 @@ class RichProgress(QuietProgress):
         with self._lock:
             short = label if len(label) <= 48 else "…" + label[-47:]
             self._tasks[key] = self._progress.add_task(short, total=size)
+
+    def total_changed(self, total_bytes: int) -> None:
+        if self._total is not None:
+            self._progress.update(self._total, total=total_bytes or None)
 
     def file_resized(self, key: str, size: int | None, already: int) -> None:
         with self._lock:

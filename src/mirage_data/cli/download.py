@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -68,7 +69,10 @@ def _show_plan(dest: str, kw: dict) -> None:
         skip_psfs=kw["skip_psfs"],
         skip_soss=kw["skip_soss"],
     )
-    plan = make_plan(dest, selection, load_catalog(kw.get("catalog")))
+    catalog = load_catalog(kw.get("catalog"))
+    # The source tells exact sizes where it can (a mirror folder's files, recorded downloads).
+    base = kw.get("mirror") or os.environ.get("MIRAGE_DATA_MIRROR") or catalog.base_url
+    plan = make_plan(dest, selection, catalog, base=base)
     click.echo(plan.describe())
     try:
         plan.check_space()
@@ -82,7 +86,6 @@ def _show_plan(dest: str, kw: dict) -> None:
 @_user_errors
 def plan(dest: str, **kw) -> None:
     """List the files a download into DEST/mirage_data would fetch, with sizes and free space."""
-    kw.pop("mirror", None)
     _show_plan(dest, kw)
 
 

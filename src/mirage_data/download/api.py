@@ -325,7 +325,7 @@ def download_reffiles(
     progress = progress or make_progress(quiet)
 
     if dry_run:
-        plan = make_plan(download_path, selection, catalog)
+        plan = make_plan(download_path, selection, catalog, base=base)
         if plan.free_bytes is not None:  # what a run would reclaim first
             plan.free_bytes += sum(size for _, size in stale_leftovers(plan.mirage_data))
         return DownloadResult(plan.mirage_data, plan, None)
@@ -334,7 +334,7 @@ def download_reffiles(
     with run_lock(mirage_data, wait=wait, progress=progress):
         inventory = Inventory.load(mirage_data)
         _clean_and_adopt(mirage_data, inventory, selection.files(catalog), catalog, progress)
-        plan = make_plan(download_path, selection, catalog, inventory)
+        plan = make_plan(download_path, selection, catalog, inventory, base=base)
         if not force:
             plan.check_space()
         remember_source(mirage_data, base, catalog)
@@ -354,7 +354,7 @@ def download_reffiles(
             keep_archives=keep_archives,
             catalog_version=catalog.version,
         )
-        report = fetcher.run(todo)
+        report = fetcher.run(todo, plan.source_sizes)
     result = DownloadResult(mirage_data, plan, report)
     if report.failed and raise_on_failure:
         lines = [f"{len(report.failed)} of {len(report.results)} files failed:"]

@@ -128,15 +128,30 @@ class Fetcher:
         self._file_stops: set[threading.Event] = set()  # one per running download
         self._file_stops_lock = threading.Lock()
         self._commit_lock = threading.Lock()  # one archive at a time checks for collisions and commits
+        self._exact: dict[str, int] = {}  # exact transfer sizes, as the source tells them
+        self._estimates: dict[str, int] = {}
 
     # ------------------------------------------------------------------ run
 
-    def run(self, entries: list[CatalogEntry]) -> FetchReport:
+    def run(self, entries: list[CatalogEntry], sizes: dict[str, int] | None = None) -> FetchReport:
         """Fetch *entries* (largest first, ``jobs`` at a time). Ctrl-C stops promptly, leaving
-        partial downloads resumable, and raises KeyboardInterrupt."""
+        partial downloads resumable, and raises KeyboardInterrupt.
+
+        *sizes* gives exact transfer sizes known beforehand (`Plan.source_sizes`); progress
+        shows those, and each HTTP file's Content-Length once its first request answers,
+        never the catalog's estimate as if it were a size."""
         report = FetchReport()
-        order = sorted(entries, key=lambda e: e.expected_size, reverse=True)
-        self.progress.start(len(order), sum(e.expected_size for e in order))
+        self._exact = {e.relative_path: e.size for e in entries if e.size is not None}
+        self._exact.update(sizes or {})
+        if self.local is not None:  # a mirror folder tells every size
+            for e in entries:
+                try:
+                    self._exact[e.relative_path] = (self.local / e.relative_path).stat().st_size
+                except OSError:
+                    pass
+        self._estimates = {e.relative_path: e.expected_size for e in entries}
+        order = sorted(entries, key=lambda e: self._exact.get(e.relative_path, e.expected_size), reverse=True)
+        self.progress.start(len(order), self._total_size())
         t0 = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=self.options.jobs, thread_name_prefix="mirage-data")
         futures: dict[Future, CatalogEntry] = {}
@@ -172,9 +187,19 @@ class Fetcher:
         self.progress.stop()
         return report
 
+    def _total_size(self) -> int:
+        return sum(self._exact.get(rp, estimate) for rp, estimate in self._estimates.items())
+
+    def _size_told(self, key: str, size: int | None, already: int) -> None:
+        """The source told a file's size (HTTP Content-Length): progress uses it from now on."""
+        if size is not None and self._exact.get(key) != size:
+            self._exact[key] = size
+            self.progress.total_changed(self._total_size())
+        self.progress.file_resized(key, size, already)
+
     def _fetch_one(self, entry: CatalogEntry) -> FileResult:
         key = entry.relative_path
-        self.progress.file_started(key, entry.name, entry.size or entry.approx_size or None)
+        self.progress.file_started(key, entry.name, self._exact.get(key))
         result = FileResult(entry, ok=False)
         corrupt_before = False
         try:
@@ -235,7 +260,7 @@ class Fetcher:
             self.options,
             stop,
             on_bytes=lambda n: self.progress.advance(key, n),
-            on_info=lambda size, already: self.progress.file_resized(key, size, already),
+            on_info=lambda size, already: self._size_told(key, size, already),
         )
 
         def run() -> None:

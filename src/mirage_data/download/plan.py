@@ -1,5 +1,11 @@
 """What a run will do before it does it: files, sizes, what is installed, free disk space.
 
+Sizes are exact where the source tells them (``stat`` of a mirror folder's files, the size an
+interrupted HTTP download recorded from the server's Content-Length, or the catalog's exact
+size) and the catalog's estimate otherwise. The space a file takes once decompressed is always
+an estimate: from the gzip trailer of a mirror's file (its size field counts modulo 4 GiB), else
+the transfer size.
+
 Examples
 --------
 >>> from mirage_data.collection.catalog import load_catalog
@@ -11,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ from mirage_data.install.state import partial_path
 from mirage_data.units import format_size
 
 from .errors import NotEnoughSpace
+from .fetcher import local_mirror_path
 from .partial import recorded_bytes
 
 PARTIAL = "partial"  # a resumable partial download is on disk
@@ -40,15 +48,38 @@ class PlannedFile:
         ``partial`` (an interrupted download will resume).
     partial_bytes : int
         Bytes of a resumable partial download already on disk.
+    source_size : int or None
+        Exact size of the file to transfer, where the source or the catalog tells it.
+    unpacked_estimate : int or None
+        Estimated bytes once decompressed (from the gzip trailer), where the source can be read.
     """
 
     entry: CatalogEntry
     status: str
     partial_bytes: int = 0
+    source_size: int | None = None
+    unpacked_estimate: int | None = None
 
     @property
     def to_fetch(self) -> bool:
         return self.status != INSTALLED
+
+    @property
+    def exact(self) -> bool:
+        """True when the transfer size is known exactly."""
+        return self.source_size is not None or self.entry.size is not None
+
+    @property
+    def transfer_size(self) -> int:
+        """Bytes to transfer: exact where known, else the catalog's estimate."""
+        if self.source_size is not None:
+            return self.source_size
+        return self.entry.expected_size
+
+    @property
+    def space_size(self) -> int:
+        """Estimated bytes the file takes installed."""
+        return self.unpacked_estimate if self.unpacked_estimate is not None else self.transfer_size
 
 
 @dataclass
@@ -77,28 +108,38 @@ class Plan:
 
     @property
     def bytes_to_fetch(self) -> int:
-        """Bytes still to transfer (approximate where the catalog has no exact size)."""
-        return sum(max(0, f.entry.expected_size - f.partial_bytes) for f in self.files if f.to_fetch)
+        """Bytes still to transfer (approximate where neither source nor catalog tells the size)."""
+        return sum(max(0, f.transfer_size - f.partial_bytes) for f in self.files if f.to_fetch)
 
     @property
     def total_bytes(self) -> int:
-        return sum(f.entry.expected_size for f in self.files)
+        return sum(f.transfer_size for f in self.files)
+
+    @property
+    def exact(self) -> bool:
+        """True when every transfer size is known exactly."""
+        return all(f.exact for f in self.files)
+
+    @property
+    def source_sizes(self) -> dict[str, int]:
+        """Exact transfer sizes known before fetching, by relative path (for progress)."""
+        return {f.entry.relative_path: f.transfer_size for f in self.files if f.exact}
 
     @property
     def space_needed(self) -> int:
         """Estimated bytes of free space the run needs: what it installs, plus room for the
-        compressed copies of the files being fetched at once (the largest)."""
-        todo = [f.entry.expected_size for f in self.files if f.to_fetch]
+        compressed copy of the largest file being fetched, less what partial downloads hold."""
+        todo = [f for f in self.files if f.to_fetch]
         if not todo:
             return 0
-        partial = sum(f.partial_bytes for f in self.files if f.to_fetch)
-        return sum(todo) + max(todo) - partial
+        partial = sum(f.partial_bytes for f in todo)
+        return sum(f.space_size for f in todo) + max(f.transfer_size for f in todo) - partial
 
     def check_space(self) -> None:
         """Raise `NotEnoughSpace` if the selection will not fit."""
         if self.free_bytes is not None and self.space_needed > self.free_bytes:
             raise NotEnoughSpace(
-                f"the selection needs about {format_size(self.space_needed)} but {self.download_path} "
+                f"the selection needs about {format_size(self.space_needed)} once unpacked but {self.download_path} "
                 f"has {format_size(self.free_bytes)} free; free some space, choose a smaller selection "
                 "(single_dark, skip_darks, fewer instruments), or use force=True (--force) to try anyway"
             )
@@ -110,7 +151,7 @@ class Plan:
                 inst,
                 title,
                 len(chosen),
-                sum(f.entry.expected_size for f in chosen),
+                sum(f.transfer_size for f in chosen),
                 sum(not f.to_fetch for f in chosen),
             )
             for inst, title, chosen in grouped(self.files, lambda f: f.entry)
@@ -125,23 +166,23 @@ class Plan:
                 state = {INSTALLED: "installed", PARTIAL: f"partial {format_size(f.partial_bytes)}"}.get(
                     f.status, f.status
                 )
-                lines.append(f"  {format_size(f.entry.expected_size):>9}  {state:<10} {f.entry.relative_path}")
+                lines.append(f"  {format_size(f.transfer_size):>9}  {state:<10} {f.entry.relative_path}")
         lines.append("")
         lines.append(f"  {'instrument':<10} {'group':<22} {'files':>5} {'size':>9} {'installed':>9}")
         for inst, title, n, size, done in self.summary_rows():
             lines.append(f"  {inst:<10} {title:<22} {n:>5} {format_size(size):>9} {done:>9}")
         n_done = sum(not f.to_fetch for f in self.files)
-        exact = all(f.entry.size is not None for f in self.files)
+        exact = self.exact
         approx = "" if exact else "about "
         lines.append(f"  {'total':<10} {'':<22} {len(self.files):>5} {format_size(self.total_bytes):>9} {n_done:>9}")
         lines.append("")
         lines.append(
             f"To fetch: {len(self.entries_to_fetch)} files, {approx}{format_size(self.bytes_to_fetch)}; "
             f"free space: {format_size(self.free_bytes) if self.free_bytes is not None else 'unknown'}"
-            + (f", needed: {approx}{format_size(self.space_needed)}" if self.entries_to_fetch else "")
+            + (f", needed once unpacked: about {format_size(self.space_needed)}" if self.entries_to_fetch else "")
         )
         if not exact:
-            lines.append("(sizes are estimates from Mirage's published group sizes)")
+            lines.append("(sizes not told by the source are estimates from Mirage's published group sizes)")
         return "\n".join(lines)
 
 
@@ -156,11 +197,59 @@ def free_space(path: Path) -> int | None:
         return None
 
 
+def gzip_unpacked_estimate(path: Path, size: int) -> int | None:
+    """Estimated decompressed size of a gzip file from its trailer (ISIZE: the size modulo
+    2**32, of the last member only): the smallest value with that remainder that is at least
+    the compressed size less its headers. None if the file cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            if size < 18 or f.read(2) != b"\x1f\x8b":
+                return None
+            f.seek(size - 4)
+            isize = int.from_bytes(f.read(4), "little")
+    except OSError:
+        return None
+    floor = max(0, size - 64)
+    wraps = max(0, -(-(floor - isize) // (1 << 32)))
+    return isize + wraps * (1 << 32)
+
+
+def source_sizes(base: str | None, entries, mirage_data: Path | None = None) -> dict[str, tuple[int, int | None]]:
+    """``relative path -> (transfer size, unpacked estimate or None)`` for what the source tells
+    without new requests: ``stat`` (and the gzip trailer) of a local mirror's files, else the
+    size an interrupted HTTP download recorded from the server's Content-Length."""
+    sizes: dict[str, tuple[int, int | None]] = {}
+    try:
+        local = local_mirror_path(base) if base else None
+    except ValueError:
+        local = None
+    for entry in entries:
+        if local is not None:
+            path = local / entry.relative_path
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            estimate = gzip_unpacked_estimate(path, size) if entry.relative_path.endswith((".gz", ".tgz")) else size
+            sizes[entry.relative_path] = (size, estimate)
+        elif base and mirage_data is not None:
+            record = partial_path(mirage_data, entry.relative_path)
+            try:
+                recorded = json.loads(record.with_name(record.name + ".json").read_text())
+                if recorded.get("url") == entry.url(base) and isinstance(recorded.get("size"), int):
+                    sizes[entry.relative_path] = (recorded["size"], None)
+            except (OSError, ValueError, AttributeError):
+                pass
+    return sizes
+
+
 def make_plan(
     download_path: str | Path,
     selection: Selection,
     catalog: Catalog,
     inventory: Inventory | None = None,
+    *,
+    base: str | None = None,
 ) -> Plan:
     """Plan fetching *selection* into ``<download_path>/mirage_data``.
 
@@ -172,19 +261,25 @@ def make_plan(
     catalog : Catalog
     inventory : Inventory, optional
         What is installed; read from the destination by default.
+    base : str, optional
+        Where the files will come from (URL or mirror folder): exact sizes are taken from it
+        where it tells them without new requests (see `source_sizes`).
     """
     mirage_data = mirage_data_path(download_path)
     if inventory is None:
         inventory = Inventory.load(mirage_data)
     files = []
-    for entry in selection.files(catalog):
+    chosen = selection.files(catalog)
+    known = source_sizes(base, chosen, mirage_data)
+    for entry in chosen:
         status = inventory.status(entry.relative_path)
         partial_bytes = 0
         if status != INSTALLED:
             partial_bytes = recorded_bytes(partial_path(mirage_data, entry.relative_path))
             if partial_bytes:
                 status = PARTIAL
-        files.append(PlannedFile(entry, status, partial_bytes))
+        size, estimate = known.get(entry.relative_path, (None, None))
+        files.append(PlannedFile(entry, status, partial_bytes, size, estimate))
     return Plan(
         download_path=Path(download_path).expanduser().absolute(),
         mirage_data=mirage_data,
