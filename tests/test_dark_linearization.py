@@ -527,10 +527,12 @@ def test_cli_all_in_a_subprocess(tmp_path, raw_nrc, refs):
     root, nrc, fgs, nis = _mirage_data(tmp_path, raw_nrc)
     nis.unlink()
     env = dict(os.environ, MIRAGE_DATA=str(root))
+    script = Path(sys.executable).parent / "mirage-data"  # the installed command, as users run it
     cmd = [
         sys.executable,
-        "-c",
-        "from mirage_data.cli import main; main()",
+        "-X",
+        "importtime",
+        str(script),
         "linearize",
         "--all",
         "--calibration-dir",
@@ -542,6 +544,12 @@ def test_cli_all_in_a_subprocess(tmp_path, raw_nrc, refs):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "2 linearized, 0 already there, 0 failed" in done.stdout
+    # the worker processes (spawned) import the linearization and not the command line's HTTP
+    # and gzip stack: each import is listed once per process that made it (-X importtime)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")]
+    assert imported.count("mirage_data.darks.linearize") == 3  # the parent and two workers
+    for heavy in ("isal", "requests", "click", "rich"):
+        assert imported.count(heavy) <= 1, f"{heavy} imported by a worker"
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "0 linearized, 2 already there" in again.stdout
 

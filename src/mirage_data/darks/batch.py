@@ -11,6 +11,8 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -211,7 +213,8 @@ def linearize_all(
         options["threads"] = 1  # the files already share the CPUs
     inventory = _Recorder(root) if record else None
     with contextlib.ExitStack() as stack:
-        if executor is None:
+        own_pool = executor is None
+        if own_pool:
             # spawn: workers must not inherit locks of threads the caller may be running
             context = multiprocessing.get_context("spawn")
             executor = stack.enter_context(cf.ProcessPoolExecutor(max_workers=workers, mp_context=context))
@@ -221,7 +224,8 @@ def linearize_all(
         def submit_next() -> None:
             index, raw, output, paths = pending.pop(0)
             emit(LinearizeEvent("start", raw, output, index, total))
-            future = executor.submit(linearize_job, str(raw), str(output), paths, options)
+            with _workers_skip_main() if own_pool else contextlib.nullcontext():
+                future = executor.submit(linearize_job, str(raw), str(output), paths, options)
             running[future] = (index, raw, output)
 
         # keep exactly `workers` files in flight, so that "start" means started
@@ -245,6 +249,25 @@ def linearize_all(
                 if pending:
                     submit_next()
     return summary
+
+
+@contextlib.contextmanager
+def _workers_skip_main():
+    """Start spawned workers without re-running the parent's main script.
+
+    A spawned worker first imports the parent's ``__main__`` (for ``mirage-data`` that is the
+    command line with its HTTP and gzip stack), which a linearization task never uses; the
+    task only needs `mirage_data.darks.linearize`. Workers start during ``submit``, so for that
+    moment the parent's ``__main__`` is replaced by an empty module (no file, no spec): the
+    workers then skip that import.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 class _Recorder:
