@@ -8,15 +8,14 @@ and must be refused with a message saying what arrived, leaving nothing in the l
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import tarfile
-import zlib
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from isal import igzip, isal_zlib
 
 from fits_files import (
     A5_RAW,
@@ -64,6 +63,13 @@ def test_an_html_page_in_a_darks_place_is_refused(tmp_path, compressed):
     assert not list((mirage_data / ".mirage-data").rglob("*.part"))
 
 
+def test_an_html_page_in_a_tarballs_place_is_refused(tmp_path):
+    page = b"<html><head><title>Sign in</title></head><body>Please log in</body></html>\n"
+    outcome, mirage_data = fetch(tmp_path, {FGS_CR: page}, skip_darks=True)
+    refused(outcome, mirage_data, "the server sent an HTML page", FGS_CR.relative_path)
+    assert layout(mirage_data) == set()
+
+
 def test_another_guiders_dark_is_refused(tmp_path):
     outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(dark("raw", detector="GUIDER2"))})
     refused(outcome, mirage_data, "DETECTOR is GUIDER2, expected GUIDER1")
@@ -100,13 +106,19 @@ def test_a_dark_without_sci_is_refused(tmp_path):
 
 def zeros_gz(n_bytes: int, head: bytes = b"") -> bytes:
     """*head* followed by *n_bytes* zero bytes, gzipped as a stream (quick: zeros compress 1000:1)."""
-    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    c = isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)
     parts = [c.compress(head)]
     block = bytes(8 << 20)
     for _ in range(n_bytes // len(block)):
         parts.append(c.compress(block))
     parts.append(c.flush())
     return b"".join(parts)
+
+
+def test_a_gzip_bomb_of_zeros_in_a_darks_place_is_refused_at_its_first_block(tmp_path):
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: zeros_gz(400 << 20)})
+    refused(outcome, mirage_data, "the file is all zero bytes")
+    assert layout(mirage_data) == set()
 
 
 def test_a_bomb_after_a_valid_dark_stops_where_its_headers_end(tmp_path):
@@ -136,7 +148,7 @@ def test_a_dark_whose_headers_promise_too_much_is_refused_at_its_header(tmp_path
 def bomb_tarball(n_bytes: int) -> bytes:
     """A cosmic-ray tarball with one real library file and a member of *n_bytes* zeros."""
     out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0) as gzf:
+    with igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=2, mtime=0) as gzf:
         with tarfile.open(fileobj=gzf, mode="w") as tar:
             ok = cr_file()
             info = tarfile.TarInfo("mirage_data/fgs/cosmic_ray_library/CRs_MCD1.7_SUNMIN_00_IPC_FGS_GUIDER1.fits")
