@@ -174,7 +174,7 @@ _RUNNER = textwrap.dedent(
     from mirage.utils.constants import FGS1_DARK_SEARCH_STRING, FGS2_DARK_SEARCH_STRING
 
     results = []
-    for case in json.load(open(sys.argv[1])):
+    for index, case in enumerate(json.load(open(sys.argv[1]))):
         params = yaml.safe_load(open(case["yaml"]))
         nint = int(params["Readout"]["nint"])
         chosen = None
@@ -198,7 +198,13 @@ _RUNNER = textwrap.dedent(
             files = d.dark_files if isinstance(d.dark_files, list) else [d.dark_files]
             results.append({"ok": True, "files": files, "chosen": chosen})
         except Exception as exc:
-            results.append({"ok": False, "error": type(exc).__name__ + ": " + str(exc)[:300], "chosen": chosen})
+            result = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)[:300], "chosen": chosen}
+            lin = getattr(d, "linDark", None)
+            if case.get("keep_linearized") and getattr(lin, "sbAndRefpix", None) is not None:
+                # what Mirage had linearized (full frame) before it failed
+                result["linearized"] = os.path.abspath(f"linearized_{index}.npz")
+                np.savez(result["linearized"], sci=np.asarray(lin.data), sb=np.asarray(lin.sbAndRefpix))
+            results.append(result)
     json.dump(results, open(sys.argv[2], "w"))
     """
 )
@@ -208,7 +214,9 @@ def run_mirage(cases: list[dict], workdir: str | os.PathLike, env: dict | None =
     """Run Mirage 2.5's DarkPrep on each case ``{"yaml": path, "seed": int}`` in one subprocess.
 
     Returns per case ``{"ok", "files" | "error", "chosen"}`` (``chosen``: the dark files Mirage's
-    random choice took for ``nint > 1``, in integration order).
+    random choice took for ``nint > 1``, in integration order). With ``"keep_linearized": True``
+    a case that fails after linearizing a raw dark also gets ``"linearized"``: an ``.npz`` of
+    Mirage's full-frame linearized ``sci`` and ``sb`` at that point.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -250,3 +258,108 @@ def assert_float32_equal(ours: np.ndarray, theirs: np.ndarray, label: str, ulps:
     worst = float(rel.max()) if rel.size else 0.0
     assert worst <= ulps * np.finfo(np.float32).eps, f"{label}: differs from Mirage by {worst:.3g} (relative)"
     return worst
+
+
+# ---------------------------------------------------------------------------------------------
+# A local CRDS cache answering the superbias look-up of jwst's SaturationStep (Mirage passes it
+# only override_saturation, so the step asks CRDS for a superbias with the dark's metadata)
+
+
+def _mapping(path: Path, text: str) -> None:
+    import hashlib
+
+    body = "".join(line for line in text.splitlines(True) if "sha1sum" not in line)
+    path.write_text(text.replace("@SHA1SUM@", hashlib.sha1(body.encode("utf-8")).hexdigest()))
+
+
+def write_superbias_crds_cache(root: str | os.PathLike, superbias: dict[str, Path]) -> dict[str, str]:
+    """A CRDS cache whose rules give, per detector, a copy of the given superbias file.
+
+    Returns the environment under which the jwst steps (and so Mirage's raw-dark path) run
+    offline against it (no step parameters from CRDS, serverless URL, local mode).
+    """
+    import shutil
+
+    import jwst_reference_files as J
+
+    root = Path(root)
+    mappings = root / "mappings" / "jwst"
+    mappings.mkdir(parents=True, exist_ok=True)
+    context = "jwst_9200.pmap"
+    by_inst: dict[str, dict[str, str]] = {}
+    for k, (detector, path) in enumerate(sorted(superbias.items())):
+        inst = J.instrument_of(detector)
+        name = f"jwst_{inst.lower()}_superbias_{9201 + k}.fits"
+        folder = root / "references" / "jwst" / inst.lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / name)
+        by_inst.setdefault(inst, {})[detector] = name
+    imaps = {}
+    for inst, files in by_inst.items():
+        rmap = f"jwst_{inst.lower()}_superbias_9200.rmap"
+        rows = "".join(
+            f"    '{det}' : UseAfter({{\n        '2010-01-01 00:00:00' : '{name}',\n    }}),\n"
+            for det, name in sorted(files.items())
+        )
+        _mapping(
+            mappings / rmap,
+            f"""header = {{
+    'classes' : ('Match', 'UseAfter'),
+    'derived_from' : 'written for mirage-data tests',
+    'filekind' : 'SUPERBIAS',
+    'instrument' : '{inst}',
+    'mapping' : 'REFERENCE',
+    'name' : '{rmap}',
+    'observatory' : 'JWST',
+    'parkey' : (('META.INSTRUMENT.DETECTOR',), ('META.OBSERVATION.DATE', 'META.OBSERVATION.TIME')),
+    'sha1sum' : '@SHA1SUM@',
+}}
+
+selector = Match({{
+{rows}}})
+""",
+        )
+        imap = f"jwst_{inst.lower()}_9200.imap"
+        _mapping(
+            mappings / imap,
+            f"""header = {{
+    'derived_from' : 'written for mirage-data tests',
+    'instrument' : '{inst}',
+    'mapping' : 'INSTRUMENT',
+    'name' : '{imap}',
+    'observatory' : 'JWST',
+    'parkey' : ('META.EXPOSURE.TYPE',),
+    'sha1sum' : '@SHA1SUM@',
+}}
+
+selector = {{
+    'superbias' : '{rmap}',
+}}
+""",
+        )
+        imaps[inst] = imap
+    rows = "".join(f"    '{inst}' : '{imap}',\n" for inst, imap in sorted(imaps.items()))
+    _mapping(
+        mappings / context,
+        f"""header = {{
+    'derived_from' : 'written for mirage-data tests',
+    'mapping' : 'PIPELINE',
+    'name' : '{context}',
+    'observatory' : 'JWST',
+    'parkey' : ('META.INSTRUMENT.NAME',),
+    'sha1sum' : '@SHA1SUM@',
+}}
+
+selector = {{
+{rows}}}
+""",
+    )
+    config = J.write_crds_server_config(root, context)
+    (config / "ref_cache_subdir_mode").write_text("instrument")
+    return {
+        "CRDS_PATH": str(root),
+        "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
+        "CRDS_CONTEXT": context,
+        "CRDS_MODE": "local",
+        "STPIPE_DISABLE_CRDS_STEPPARS": "True",
+    }

@@ -19,9 +19,39 @@ __all__ = ["aperture_bounds", "SIAF_INSTRUMENTS"]
 SIAF_INSTRUMENTS = {"nircam": "NIRCam", "niriss": "NIRISS", "fgs": "FGS"}
 
 
+def _import_pysiaf():
+    """Import pysiaf without its online check of the PRD version (a GitHub request on import).
+
+    That check only logs a warning, but it is a network call from an offline preparation
+    step (and it has no time-out): ``requests.get`` refuses while pysiaf is first imported.
+    """
+    import sys
+
+    if "pysiaf" in sys.modules:
+        return sys.modules["pysiaf"]
+    import logging
+
+    import requests
+
+    def refuse(*args, **kwargs):
+        raise requests.ConnectionError("mirage-data: no network use while importing pysiaf")
+
+    saved = requests.get
+    requests.get = refuse
+    quiet = logging.getLogger("pysiaf")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its "cannot be checked against online version" warning
+    try:
+        import pysiaf
+    finally:
+        requests.get = saved
+        quiet.setLevel(level)
+    return pysiaf
+
+
 @lru_cache(maxsize=4)
 def _siaf(instrument: str):
-    import pysiaf  # imported when needed: it is slow to import (and checks its PRD version online)
+    pysiaf = _import_pysiaf()  # imported when needed: it takes a second
     from pysiaf import iando
 
     siaf = pysiaf.Siaf(instrument)
