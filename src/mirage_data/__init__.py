@@ -5,10 +5,17 @@ worker process that only linearizes darks) does not pay for the HTTP and gzip st
 
 Examples
 --------
+Fetch one dark per FGS detector and the FGS libraries into ``reffiles/mirage_data`` (here
+from the sample collection served on loopback by the test suite, ``server_url``; without
+``mirror`` and ``catalog`` the real collection is fetched from STScI):
+
 >>> from mirage_data import download_reffiles
->>> result = download_reffiles("/data/reffiles", instrument="nircam", single_dark=True)  # doctest: +SKIP
->>> result.export_lines[0]                                                               # doctest: +SKIP
-'export MIRAGE_DATA="/data/reffiles/mirage_data"'
+>>> result = download_reffiles("reffiles", instrument="fgs", single_dark=True,
+...                            mirror=server_url, catalog=sample_catalog, quiet=True)
+>>> len(result.plan.files)
+4
+>>> result.export_lines[0]
+'export MIRAGE_DATA=".../reffiles/mirage_data"'
 """
 
 from __future__ import annotations

@@ -11,6 +11,18 @@ Fetch one linearized dark per NIRCam detector from a mirror on a shared disk::
 
     download_reffiles("/data/reffiles", instrument="nircam", single_dark=True,
                       mirror="/shared/mirage_reference_files")
+
+From an HTTP mirror (here the sample collection the test suite serves on loopback at
+``server_url``, with its own ``sample_catalog``); a second run finds everything in place:
+
+>>> result = download_reffiles("reffiles", instrument="fgs", dark_type="raw", skip_psfs=True,
+...                            mirror=server_url, catalog=sample_catalog, quiet=True)
+>>> sorted(path.name for path in (result.mirage_data / "fgs" / "darks" / "raw").rglob("*.fits"))[:1]
+['29722_1x88_FGSF03512-D-NR-G2-5339214947_1_498_SE_2015-12-05T22h27m19_dms_uncal.fits']
+>>> again = download_reffiles("reffiles", instrument="fgs", dark_type="raw", skip_psfs=True,
+...                           mirror=server_url, catalog=sample_catalog, quiet=True)
+>>> again.report is None  # nothing was missing: nothing fetched
+True
 """
 
 from __future__ import annotations

@@ -105,9 +105,12 @@ class Inventory:
 
     Examples
     --------
-    >>> inv = Inventory.load(Path("mirage_data"))  # doctest: +SKIP
-    >>> inv.status(entry)                           # doctest: +SKIP
-    'installed'
+    >>> from mirage_data import download_reffiles
+    >>> tree = download_reffiles("reffiles", instrument="fgs", skip_darks=True, mirror=server_url,
+    ...                          catalog=sample_catalog, quiet=True).mirage_data
+    >>> inv = Inventory.load(tree)
+    >>> len(inv.records), inv.status("fgs/cosmic_ray_library/mirage_fgs_cr_library.tar.gz")
+    (2, 'installed')
     """
 
     def __init__(self, mirage_data: Path, records: dict[str, Record] | None = None) -> None:

@@ -2,9 +2,23 @@
 
 Examples
 --------
->>> report = installed_status(Path("mirage_data"))          # doctest: +SKIP
->>> problems = verify_install(Path("mirage_data"))           # doctest: +SKIP
->>> repair_install(Path("mirage_data"), mirror="/shared/mirage_reference_files")  # doctest: +SKIP
+An install (from the sample collection the test suite serves at ``server_url``), its status,
+a damaged dark found by `verify_install` and restored by ``repair_install``:
+
+>>> from mirage_data import download_reffiles, installed_status, repair_install, verify_install
+>>> tree = download_reffiles("reffiles", instrument="fgs", single_dark=True, mirror=server_url,
+...                          catalog=sample_catalog, quiet=True).mirage_data
+>>> [(group.title, group.installed) for group in installed_status(tree) if group.instrument == "fgs"]
+[('raw darks', 0), ('linearized darks', 2), ('gridded PSF library', 1), ('cosmic-ray library', 1)]
+>>> verify_install(tree)
+{}
+>>> dark = next((tree / "fgs" / "darks" / "linearized").rglob("*.fits"))
+>>> _ = dark.write_bytes(b"damaged")
+>>> [problem for problems in verify_install(tree).values() for _, problem in problems]
+['size 7 instead of 100684800']
+>>> repaired, report = repair_install(tree, quiet=True)
+>>> len(repaired), verify_install(tree)
+(1, {})
 """
 
 from __future__ import annotations
