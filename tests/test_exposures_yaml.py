@@ -317,7 +317,13 @@ def test_psf_matching_follows_mirage(tmp_path):
     _library(lib, "fgs_fgs1_fovp5_samp2_npsf4_predicted_realization0.fits", M.psf_cards("fgs", "FGS1", "N/A", "N/A"))
     wings.mkdir()
     req = P.PsfRequest.for_exposure("niriss", "NIS", "CLEAR", "F150W", "predicted", 0)
+    assert P.core_pattern(req) == ("niriss_nis_f150w_clear_fovp*_samp*_npsf*_predicted_realization0.fits", 1.0)
     assert P.find_library(lib, req, default=False).name.startswith("niriss_nis_f150w_clear")
+    clearp = P.PsfRequest.for_exposure("niriss", "NIS", "F277W", "CLEARP", "predicted", 2)
+    assert P.core_pattern(clearp) == ("niriss_nis_f277w_clearp_fovp*_samp*_npsf*_predicted_realization2.fits", 0.84)
+    nrm = P.PsfRequest.for_exposure("niriss", "NIS", "F480M", "NRM", "requirements", 0)
+    assert P.core_pattern(nrm)[0].startswith("niriss_nis_f480m_mask_nrm_") and P.core_pattern(nrm)[1] == 0.17
+    assert P.wings_pattern(req) == "niriss_nis_clear_f150w_fovp*_samp*_predicted_realization0.fits"  # no mapping
     req = P.PsfRequest.for_exposure("nircam", "NRCA5", "F444W", "F405N", "predicted", 0)
     assert P.find_library(lib, req, default=False).name.startswith("nircam_nrca5_f444w_f405n")
     req = P.PsfRequest.for_exposure("nircam", "NRCA1", "F200W", "CLEAR", "predicted", 0)

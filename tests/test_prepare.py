@@ -222,6 +222,26 @@ def test_dry_run_then_prepare_then_offline(tmp_path, servers):
     ]
 
 
+def test_network_guard_is_active(tmp_path):
+    """Control: outside connections and name look-ups are refused and recorded, also those of the
+    crds client given a real-looking server, so an empty record in the other tests means something."""
+    import socket
+
+    from mirage_data.calibration.crds import crds_client, server_is_reachable
+
+    before = len(network_guard.attempts)
+    with pytest.raises(OSError):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1
+    with pytest.raises(OSError):
+        socket.getaddrinfo("jwst-crds.stsci.edu", 443)
+    with crds_client(tmp_path / "cache", "https://jwst-crds.invalid"):
+        assert server_is_reachable() is False
+    seen = network_guard.attempts[before:]
+    assert seen[:2] == [("connect", ("192.0.2.1", 443)), ("getaddrinfo", "jwst-crds.stsci.edu")]
+    assert ("getaddrinfo", "jwst-crds.invalid") in seen
+    del network_guard.attempts[before:]  # expected here
+
+
 def test_inverted_ipc_kernel_adds_what_the_crds_kernel_removes():
     rng = np.random.default_rng(3)
     kernel = np.zeros((3, 3))

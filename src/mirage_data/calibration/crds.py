@@ -97,7 +97,7 @@ def server_is_reachable() -> bool:
 
     try:
         return bool(heavy_client.get_config_info("jwst").connected)
-    except Exception:  # crds exits through many kinds on a missing cache config
+    except (Exception, SystemExit):  # crds exits (SystemExit) on a missing cache config
         return False
 
 
@@ -129,9 +129,7 @@ def resolve_context(explicit: str | None) -> tuple[str, str]:
         )
     try:
         info = heavy_client.get_config_info("jwst")
-    except BaseException as exc:  # crds raises SystemExit-like fatal errors on a missing config
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except (Exception, SystemExit):  # crds ends fatal errors (no cache config) with SystemExit
         raise CrdsProblem(
             "no CRDS server answered and the cache has no config/jwst/server_config; give --crds-context and "
             "a cache holding its rules (or --crds-from a cache that has them), or reach a CRDS server"
@@ -155,7 +153,7 @@ def best_references(params: dict, reftypes: Iterable[str], context: str) -> dict
 
     try:
         found = crds.getrecommendations(dict(params), reftypes=list(reftypes), context=context, observatory="jwst")
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # crds ends some fatal errors with SystemExit
         raise CrdsProblem(f"CRDS could not choose references with {context}: {exc}") from None
     return {t: str(found.get(t, "NOT FOUND (no answer)")) for t in reftypes}
 
@@ -223,7 +221,7 @@ def ensure_rules(context: str, source: Path | None, link: bool) -> str:
         return f"copied from {source}"
     try:
         api.dump_mappings(context)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise CrdsProblem(f"the rules of {context} are not in the cache and could not be fetched: {exc}") from None
     return "server"
 
@@ -259,7 +257,7 @@ def ensure_references(names: Iterable[str], context: str, source: Path | None, l
     if download:
         try:
             paths, _, n_bytes = api.FileCacher(context, raise_exceptions=True).get_local_files(list(download))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise CrdsProblem(f"could not fetch {', '.join(download)} from the CRDS server: {exc}") from None
         result.bytes_fetched += n_bytes
         for name in download:
