@@ -61,7 +61,7 @@ from mirage_data.ramp.resample import average_frames, group_frames
 
 from .apertures import aperture_bounds
 from .readout import ReadPattern, is_rapid, read_pattern
-from .segments import integration_segments, segment_suffixes
+from .segments import FILE_SPLITTING_LIMIT, integration_segments, segment_suffixes
 
 __all__ = [
     "DarkPrepError",
@@ -441,6 +441,7 @@ def prepare_dark(
     crds_context: str | None = None,
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    pixel_limit: float = FILE_SPLITTING_LIMIT,
 ) -> PreparedDarks:
     """Write the prepared dark(s) Mirage's dark_prep would write for one yaml file.
 
@@ -464,6 +465,9 @@ def prepare_dark(
         Threads for a raw dark's linearization tiles (default 2, or 1 on one CPU).
     progress : callable(done, total), optional
         Called after each output group.
+    pixel_limit : float
+        Pixel reads per file above which the exposure is split (Mirage's constant; smaller
+        values only to see splitting on small exposures).
 
     Returns
     -------
@@ -495,7 +499,7 @@ def prepare_dark(
         seed, reused = (default_seed(exposure) if seed is None else int(seed)), len(set(chosen)) < len(chosen)
     ny, nx = exposure.shape
     split, segments = integration_segments(
-        nx, ny, exposure.ngroup, exposure.pattern.nframe, exposure.pattern.nskip, exposure.nint
+        nx, ny, exposure.ngroup, exposure.pattern.nframe, exposure.pattern.nskip, exposure.nint, pixel_limit
     )
     suffixes = segment_suffixes(split, len(segments))
     headers = {}
