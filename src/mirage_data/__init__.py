@@ -12,8 +12,8 @@ from the sample collection served on loopback by the test suite, ``server_url``;
 >>> from mirage_data import download_reffiles
 >>> result = download_reffiles("reffiles", instrument="fgs", single_dark=True,
 ...                            mirror=server_url, catalog=sample_catalog, quiet=True)
->>> len(result.plan.files)
-4
+>>> sorted(folder.name for folder in (result.mirage_data / "fgs").iterdir())
+['cosmic_ray_library', 'darks', 'gridded_psf_library']
 >>> result.export_lines[0]
 'export MIRAGE_DATA=".../reffiles/mirage_data"'
 """
