@@ -7,9 +7,9 @@ keep-alive, strong ``ETag`` and ``Last-Modified`` validators, single byte ranges
 (``206``/``416``) and ``If-Range``, with an optional per-connection rate limit. Only the
 standard library is used.
 
-Behaviour beyond serving files (the test suite's fault injection and request logs) is added
-by subclassing :class:`StaticFileHandler` and overriding its hook methods, and passing the
-subclass as ``handler_class``; see :class:`StaticFileHandler`.
+Behaviour beyond serving files (the test suite's injected failures and request logs, in
+``tests/support``) is added by subclassing :class:`StaticFileHandler`, overriding its hook
+methods, and passing the subclass as ``handler_class``; see :class:`StaticFileHandler`.
 
 Examples
 --------
