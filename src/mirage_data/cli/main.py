@@ -156,7 +156,26 @@ def _transfer(kw: dict):
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Click's usage errors (a bad option value, a missing argument) as one line, exit status 2,
+    like every other bad input, instead of click's three-line usage block."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see `{exc.ctx.command_path} --help`)"
+            _fail(exc.format_message().rstrip(".") + hint, exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mirage-data")
 def main() -> None:
     """Get, check and prepare the Mirage JWST reference files.

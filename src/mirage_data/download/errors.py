@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -38,12 +39,20 @@ def describe_os_error(exc: OSError, mirage_data: Path, entry) -> str:
     if path is None or STATE_DIR in Path(str(path)).parts or str(path).endswith(".mdtmp"):
         path = target  # a staging name stands for the file it becomes
     if exc.errno == errno.ENOSPC:
+        where = Path(mirage_data)
+        if exc.filename:  # the filesystem that is full, if not the layout's own
+            folder = Path(str(exc.filename)).parent
+            try:
+                if os.stat(folder).st_dev != os.stat(where).st_dev:
+                    where = folder
+            except OSError:
+                pass
         try:
-            free = format_size(shutil.disk_usage(mirage_data).free)
+            free = format_size(shutil.disk_usage(where).free)
         except OSError:
             free = "unknown"
         return (
-            f"disk full: no space left in {mirage_data} ({free} free) for {target}, which needs about "
+            f"disk full: no space left in {where} ({free} free) for {target}, which needs about "
             f"{format_size(entry.expected_size)} compressed and more unpacked; free some space or download "
             "to another folder"
         )

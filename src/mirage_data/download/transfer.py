@@ -473,7 +473,11 @@ class HttpDownload:
         worker()  # this thread works too
         for t in threads[1:]:
             t.join()
-        self.partial.save()
+        try:
+            self.partial.save()
+        except OSError:
+            if not errors:  # else report the first error (a full disk fails the save too)
+                raise
         if errors:
             restart = [e for e in errors if isinstance(e, _RestartNeeded)]
             raise restart[0] if restart else errors[0]
