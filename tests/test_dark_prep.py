@@ -274,3 +274,20 @@ def test_existing_product_kept_when_a_rerun_fails(tmp_path):
         prepare_dark(y)
     assert Path(first).read_bytes() == before
     assert [p.name for p in (tmp_path / "out").iterdir()] == [first.name]
+
+
+def test_map_of_yamls_to_prepared_darks(tmp_path):
+    import json
+
+    from mirage_data.darks.prep import DARK_MAP_NAME, prepare_darks
+
+    dark = C.write_linear_dark(tmp_path / "d" / "dark.fits", nframes=4)
+    good = _exposure(tmp_path, "good", dark, "BRIGHT2", 2)
+    bad = _exposure(tmp_path, "bad", tmp_path / "d" / "absent.fits", "RAPID", 2)
+    run = prepare_darks([good, bad], tmp_path / "map")
+    assert [p.yaml_path for p in run.prepared] == [good] and [f for f, _ in run.failed] == [bad]
+    entry = json.loads((tmp_path / "map" / DARK_MAP_NAME).read_text())[str(good)]
+    assert entry["override_dark"] == str(run.prepared[0][0]) and Path(entry["override_dark"]).is_file()
+    assert entry["python"] == mirage_lines(good, list(run.prepared[0]))
+    text = run.describe()
+    assert "bad.yaml: error:" in text and "ImgSim(paramfile=" in text

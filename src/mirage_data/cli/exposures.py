@@ -43,6 +43,12 @@ from .main import _transfer, _user_errors, main, transfer_options
 @click.option("--crds-server", help="CRDS server URL [default: $CRDS_SERVER_URL, else the JWST server].")
 @click.option("--crds-date", help="DATE-OBS for CRDS queries, YYYY-MM-DD [default: recorded in OUT, else today].")
 @click.option("--link", is_flag=True, help="Hard-link files from --crds-from instead of copying (same file system).")
+@click.option(
+    "--darks",
+    is_flag=True,
+    help="Also write each exposure's prepared dark (Mirage's dark_prep product) for override_dark.",
+)
+@click.option("--dark-seed", type=int, help="Seed of the choice of darks for nint > 1 [default: per exposure].")
 @transfer_options
 @_user_errors
 def prepare(inputs, **kw) -> None:
@@ -55,6 +61,7 @@ def prepare(inputs, **kw) -> None:
 
     options = _transfer(kw)
     quiet = kw.pop("quiet")
+    darks, dark_seed = kw.pop("darks"), kw.pop("dark_seed")
     report = run(
         list(inputs),
         kw.pop("mirage_data"),
@@ -76,5 +83,12 @@ def prepare(inputs, **kw) -> None:
         options=options,
     )
     text = report.describe()
+    status = report.exit_status
+    if darks and report.written:  # prepared darks for the resolved yamls (issue 11)
+        from mirage_data.darks.prep import prepare_darks
+
+        dark_run = prepare_darks(report.written, report.written[0].parent, seed=dark_seed)
+        text += "\n" + dark_run.describe()
+        status = max(status, 2 if dark_run.failed else 0)
     click.echo(text if not quiet else "\n".join(line for line in text.splitlines() if not line.startswith("    ")))
-    sys.exit(report.exit_status)
+    sys.exit(status)
