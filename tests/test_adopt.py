@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -195,3 +197,54 @@ def test_adopted_files_are_hashed_not_trusted(collection, tmp_path):
     assert installed.sha256 == hashlib.sha256(plain[FGS_RAW[0]]).hexdigest()
     assert record.source_sha256 == hashlib.sha256((root / FGS_RAW[0]).read_bytes()).hexdigest()
     assert REAL.get(FGS_RAW[0]).install_path == installed.path
+
+
+def mirage_downloader_tree(download_path: Path, root: Path, entries) -> Path:
+    """Do what Mirage 2.5's downloader does for *entries*: tarballs saved in the download folder
+    and unpacked there (their members begin ``mirage_data/``), darks' ``.fits.gz`` moved into
+    their folder and decompressed beside it."""
+    md = download_path / "mirage_data"
+    for entry in entries:
+        if entry.is_archive:
+            copy = download_path / entry.name
+            shutil.copyfile(root / entry.relative_path, copy)
+            with tarfile.open(copy, "r:gz") as tar:
+                tar.extractall(download_path, filter="data")
+        else:
+            copy = md / entry.relative_path
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / entry.relative_path, copy)
+            with gzip.open(copy) as src, open(copy.with_suffix(""), "wb") as out:
+                shutil.copyfileobj(src, out)
+    return md
+
+
+def test_a_tree_made_by_mirages_downloader_is_adopted_with_nothing_fetched(sample_collection, tmp_path):
+    root, catalog = sample_collection
+    selection = dict(instrument="all", dark_type="linearized", single_dark=True)
+    from mirage_data.collection.selection import Selection
+
+    entries = Selection(**selection).files(catalog)
+    assert sum(e.is_archive for e in entries) == 13  # every tarball, the four sharing a folder too
+    md = mirage_downloader_tree(tmp_path, root, entries)
+    with CountingServer(root) as server:
+        download_reffiles(tmp_path, mirror=server.url, catalog=catalog, quiet=True, **selection)
+        assert not server.gets, dict(server.gets)
+    inventory = Inventory.load(md)
+    assert {inventory.get(e.relative_path).origin for e in entries} == {ADOPTED}
+    from_tarballs = {e.relative_path: sorted(f.path for f in inventory.get(e.relative_path).files) for e in entries}
+    cli("verify", str(md), check_code=0)
+
+    # The same tree copied without its leftovers and without mirage-data's state (as a
+    # colleague's copy): the files are found by folder, the shared PSF folder by detector names.
+    cli("adopt", str(md), "--reclaim", check_code=0)
+    assert not list(tmp_path.glob("*.tar.gz")) and not list(md.rglob("*.fits.gz"))
+    shutil.rmtree(md / ".mirage-data")
+    with CountingServer(root) as server:
+        download_reffiles(tmp_path, mirror=server.url, catalog=catalog, quiet=True, **selection)
+        assert not server.gets, dict(server.gets)
+    inventory = Inventory.load(md)
+    assert {e.relative_path: sorted(f.path for f in inventory.get(e.relative_path).files) for e in entries} == (
+        from_tarballs
+    )
+    cli("verify", str(md), check_code=0)

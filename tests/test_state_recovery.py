@@ -178,6 +178,9 @@ def test_damaged_state_costs_no_download_and_no_traceback(collection, tmp_path, 
         out = cli(command, str(md))
         assert out.returncode in (0, 1), (command, out.stdout, out.stderr)
     with CountingServer(root) as server:
+        out = cli("repair", str(md), "--mirror", server.url)
+        assert out.returncode in (0, 1) and not server.gets, (out.stdout, out.stderr, dict(server.gets))
+    with CountingServer(root) as server:
         result = fetch(tmp_path, server, catalog)
         assert not server.gets, f"{damage}: fetched {dict(server.gets)} again"
     assert result.report is None
