@@ -322,6 +322,9 @@ def test_shared_read_only_mirage_data(tmp_path, servers):
         M.dark_entries()[("niriss", "NIS")][0].relative_path,
     }
     assert sorted((str(p), p.stat().st_mtime_ns) for p in shared.rglob("*")) == before  # nothing written there
+    assert report.where[NIRCAM_CR] == str(shared) and report.where[a1_darks[0]] == str(shared)
+    assert report.where[a1_darks[1]] == str(mine) == report.where[a1_darks[2]]
+    assert f"    fetched {a1_darks[1]}  [{mine}]" in report.describe()
     one = yaml.safe_load((tmp_path / "out" / "a1.yaml").read_text())
     three = yaml.safe_load((tmp_path / "out" / "a1_nint3.yaml").read_text())
     assert one["Reffiles"]["linearized_darkfile"].startswith(str(shared))
@@ -462,7 +465,7 @@ def test_dry_run_command(tmp_path, collection, servers):
     assert (
         "a1.yaml: nircam NRCA1_FULL F200W/CLEAR RAPID ngroup=3 nint=1: 4 collection files (4 to fetch" in result.output
     )
-    assert "    fetch " + NIRCAM_CR in result.output
+    assert f"    fetch   {NIRCAM_CR}  [{tmp_path / 'md'}]" in result.output
     assert "4 collection files to fetch" in result.output and "default collection" in result.output
     assert not (tmp_path / "out").exists() and gets(files) == []
     # the packaged catalog: the whole default collection is hundreds of GB

@@ -57,6 +57,7 @@ class PrepareReport:
     bytes_fetched: int = 0
     written: list[Path] = field(default_factory=list)
     env_lines: list[str] = field(default_factory=list)
+    where: dict[str, str] = field(default_factory=dict)  # collection file -> folder it is used from
 
     @property
     def problems(self) -> list[tuple[str, Problem]]:
@@ -83,8 +84,15 @@ class PrepareReport:
                 f"nint={e.nint}: {len(b.files)} collection files ({len(missing)} to fetch, {format_size(size)}), "
                 f"{len(b.crds)} CRDS references"
             )
+            failed = {r for r, _ in self.failed}
             for f in b.files:
-                lines.append(f"    {'fetch' if f in self.to_fetch else 'have '} {f}")
+                if f in failed:
+                    state = "FAILED "
+                elif f in self.to_fetch:
+                    state = "fetch  " if self.dry_run else "fetched"
+                else:
+                    state = "have   "
+                lines.append(f"    {state} {f}  [{self.where.get(f, '')}]")
             for other in b.other_needs:
                 lines.append(f"    needs from elsewhere: {other}")
         for where, problem in self.problems:
@@ -233,6 +241,19 @@ def prepare(
         entry_sizes=sizes,
         dry_run=dry_run,
     )
+
+    for b in bills:  # where each collection file is used from (the report says so)
+        for rp in b.files:
+            if rp in report.where:
+                continue
+            entry = catalog.get(rp)
+            root = planner.entry_state(entry)[1] if entry.is_dark else planner.archive_installed(entry)
+            if rp in planner.to_fetch:
+                root = fetch_root
+            elif root is None:  # found by its member files, not by an inventory record
+                used = [f for f in (b.psf_folder, b.cosmic_ray_folder, b.dark) if f is not None]
+                root = next((r for r in planner.roots for f in used if str(f).startswith(str(r) + os.sep)), None)
+            report.where[rp] = str(root) if root is not None else "?"
 
     # CRDS: choose with a pinned context, then fill the writable cache
     crds_refs: dict[tuple, dict[str, str]] = {}
