@@ -101,9 +101,26 @@ def test_http_progress_uses_content_length_not_the_catalogs_estimate(tmp_path):
         download_reffiles(
             tmp_path / "dest", "fgs", dark_type="both", mirror=server.url, catalog=catalog, progress=progress
         )
-    assert set(progress.started.values()) == {None}  # nothing claimed before the server told
-    assert progress.told == {e.relative_path: len(d) for e, d in files.items()}
+    # Nothing claimed that the server did not tell: unknown at the start, or its exact size (when
+    # the plan asked the server because the estimates did not fit this disk).
+    sizes = {e.relative_path: len(d) for e, d in files.items()}
+    assert all(size in (None, sizes[rp]) for rp, size in progress.started.items()), progress.started
+    assert progress.told == sizes
     assert progress.totals[-1] == sum(len(d) for d in files.values())
+
+
+def test_estimates_that_do_not_fit_are_checked_with_an_http_source(tmp_path):
+    """The real collection's estimates (some 100 GB for FGS) do not fit a 50 MB disk; a few-MB
+    HTTP mirror does: the source is asked before refusing, and the plan then has its sizes."""
+    root, files, catalog = mirror(tmp_path)
+    with CollectionServer(root) as server:
+        plan = make_plan(tmp_path / "dest", Selection(instrument="fgs", dark_type="both"), catalog, base=server.url)
+        assert not plan.exact
+        plan.free_bytes = 50 << 20
+        plan.check_space()
+    assert plan.exact and plan.bytes_to_fetch == sum(len(d) for d in files.values())
+    unpacked = sum(len(gzip.decompress(d)) for d in files.values())
+    assert plan.space_needed == unpacked + max(len(d) for d in files.values())
 
 
 def test_plan_command_shows_a_mirrors_sizes(tmp_path):

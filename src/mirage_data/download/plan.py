@@ -2,9 +2,10 @@
 
 Sizes are exact where the source tells them (``stat`` of a mirror folder's files, the size an
 interrupted HTTP download recorded from the server's Content-Length, or the catalog's exact
-size) and the catalog's estimate otherwise. The space a file takes once decompressed is always
-an estimate: from the gzip trailer of a mirror's file (its size field counts modulo 4 GiB), else
-the transfer size.
+size) and the catalog's estimate otherwise. When estimates say the selection will not fit, an
+HTTP source is asked (`ask_sizes`: a HEAD request per file, and the gzip trailer's last 4
+bytes) before refusing. The space a file takes once decompressed is always an estimate: from
+the gzip trailer (its size field counts modulo 4 GiB), else the transfer size.
 
 Examples
 --------
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirage_data.collection.catalog import Catalog, CatalogEntry, grouped
@@ -95,12 +97,15 @@ class Plan:
     files : list of PlannedFile
     free_bytes : int or None
         Free space on the destination's filesystem (None if it cannot be read).
+    base : str or None
+        Where the files come from (asked for sizes when estimates do not fit).
     """
 
     download_path: Path
     mirage_data: Path
     files: list[PlannedFile]
     free_bytes: int | None
+    base: str | None = None
 
     @property
     def entries_to_fetch(self) -> list[CatalogEntry]:
@@ -135,14 +140,32 @@ class Plan:
         partial = sum(f.partial_bytes for f in todo)
         return sum(f.space_size for f in todo) + max(f.transfer_size for f in todo) - partial
 
-    def check_space(self) -> None:
-        """Raise `NotEnoughSpace` if the selection will not fit."""
+    def check_space(self, options=None) -> None:
+        """Raise `NotEnoughSpace` if the selection will not fit.
+
+        If estimates say it will not, an HTTP(S) source is first asked the exact sizes
+        (`ask_sizes`, with transfer *options*) and the plan updated with them."""
+        if self.free_bytes is not None and self.space_needed > self.free_bytes and not self.exact:
+            self.ask_source(options)
         if self.free_bytes is not None and self.space_needed > self.free_bytes:
             raise NotEnoughSpace(
                 f"the selection needs about {format_size(self.space_needed)} once unpacked but {self.download_path} "
                 f"has {format_size(self.free_bytes)} free; free some space, choose a smaller selection "
                 "(single_dark, skip_darks, fewer instruments), or use force=True (--force) to try anyway"
             )
+
+    def ask_source(self, options=None) -> None:
+        """Replace estimates of the files to fetch by what an HTTP(S) source tells (`ask_sizes`)."""
+        if not self.base or local_mirror_path_or_none(self.base) is not None:
+            return
+        todo = [f.entry for f in self.files if f.to_fetch and not f.exact]
+        told = ask_sizes(self.base, todo, options)
+        self.files = [
+            replace(f, source_size=told[rp][0], unpacked_estimate=told[rp][1])
+            if (rp := f.entry.relative_path) in told
+            else f
+            for f in self.files
+        ]
 
     def summary_rows(self) -> list[tuple[str, str, int, int, int]]:
         """Per instrument and group: (instrument, group title, files, bytes, installed files)."""
@@ -197,10 +220,22 @@ def free_space(path: Path) -> int | None:
         return None
 
 
+def unwrap_isize(isize: int, compressed_size: int) -> int:
+    """Estimated decompressed size from a gzip trailer's ISIZE (the size modulo 2**32, of the
+    last member only): the smallest value with that remainder that is at least the compressed
+    size less its headers.
+
+    >>> unwrap_isize(100, 5 << 30) == (2 << 32) + 100
+    True
+    """
+    floor = max(0, compressed_size - 64)
+    wraps = max(0, -(-(floor - isize) // (1 << 32)))
+    return isize + wraps * (1 << 32)
+
+
 def gzip_unpacked_estimate(path: Path, size: int) -> int | None:
-    """Estimated decompressed size of a gzip file from its trailer (ISIZE: the size modulo
-    2**32, of the last member only): the smallest value with that remainder that is at least
-    the compressed size less its headers. None if the file cannot be read."""
+    """Estimated decompressed size of a gzip file on disk, from its trailer (`unwrap_isize`).
+    None if the file cannot be read or is not gzip."""
     try:
         with open(path, "rb") as f:
             if size < 18 or f.read(2) != b"\x1f\x8b":
@@ -209,9 +244,55 @@ def gzip_unpacked_estimate(path: Path, size: int) -> int | None:
             isize = int.from_bytes(f.read(4), "little")
     except OSError:
         return None
-    floor = max(0, size - 64)
-    wraps = max(0, -(-(floor - isize) // (1 << 32)))
-    return isize + wraps * (1 << 32)
+    return unwrap_isize(isize, size)
+
+
+def local_mirror_path_or_none(base: str) -> Path | None:
+    try:
+        return local_mirror_path(base)
+    except ValueError:
+        return None
+
+
+def ask_sizes(base: str, entries, options=None, workers: int = 8) -> dict[str, tuple[int, int | None]]:
+    """Ask an HTTP(S) source: ``relative path -> (size, unpacked estimate or None)``.
+
+    One HEAD request per file for its Content-Length and, for gzip files on a server that
+    serves byte ranges, a request for the last 4 bytes (the trailer's size field). Files the
+    server does not answer for are left out (their estimates stay)."""
+    import requests
+
+    from .transfer import TransferOptions, _session, _verify
+
+    options = options or TransferOptions()
+    timeout = (options.connect_timeout, options.read_timeout)
+
+    def one(entry: CatalogEntry) -> tuple[str, tuple[int, int | None] | None]:
+        url = entry.url(base)
+        try:
+            session = _session(options)
+            r = session.head(url, allow_redirects=True, timeout=timeout, **_verify(options))
+            length = r.headers.get("Content-Length", "")
+            if not r.ok or not length.isdigit():
+                return entry.relative_path, None
+            size = int(length)
+            estimate = None
+            if (
+                entry.relative_path.endswith((".gz", ".tgz"))
+                and size >= 18
+                and "bytes" in r.headers.get("Accept-Ranges", "")
+            ):
+                tail = session.get(
+                    url, headers={"Range": f"bytes={size - 4}-{size - 1}"}, timeout=timeout, **_verify(options)
+                )
+                if tail.status_code == 206 and len(tail.content) == 4:
+                    estimate = unwrap_isize(int.from_bytes(tail.content, "little"), size)
+            return entry.relative_path, (size, estimate)
+        except requests.RequestException:
+            return entry.relative_path, None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(entries) or 1))) as pool:
+        return {rp: told for rp, told in pool.map(one, entries) if told is not None}
 
 
 def source_sizes(base: str | None, entries, mirage_data: Path | None = None) -> dict[str, tuple[int, int | None]]:
@@ -285,4 +366,5 @@ def make_plan(
         mirage_data=mirage_data,
         files=files,
         free_bytes=free_space(Path(download_path)),
+        base=base,
     )
