@@ -401,3 +401,51 @@ def test_custom_psf_wings_checks(tmp_path):
     P._header.cache_clear()
     found = problems(planner(tmp_path / "md").plan(read_exposure(yml)))
     assert any("custom PSF library: no PSF wings for nircam NRCA1 F200W/CLEAR" in m for m in found), found
+
+
+def test_other_modes_what_they_need(tmp_path):
+    md = tmp_path / "mirage_data"
+    p = planner(md)
+    soss = p.plan(
+        read_exposure(
+            M.write_yaml(
+                tmp_path,
+                "soss.yaml",
+                "niriss",
+                mode="soss",
+                aperture="NIS_SUBSTRIP256",
+                filter="CLEAR",
+                pupil="GR700XD",
+            )
+        )
+    )
+    assert "niriss/soss/niriss_soss_psfs.tar.gz" in soss.files and not any("gridded" in f for f in soss.files)
+    assert soss.problems == [] and soss.other_needs == ["source spectrum (and a transit model for time series)"]
+    wfss = p.plan(
+        read_exposure(
+            M.write_yaml(
+                tmp_path, "wfss.yaml", mode="wfss", aperture="NRCA5_GRISM256_F444W", filter="F444W", pupil="GRISMR"
+            )
+        )
+    )
+    assert wfss.other_needs[0] == "grism configuration files (GRISM_NIRCAM repository)"
+    flat_query = dict(p.queries[wfss.crds["pixelflat"][0]])
+    gain_query = dict(p.queries[wfss.crds["gain"][0]])
+    assert (flat_query["PUPIL"], gain_query["PUPIL"]) == ("CLEAR", "GRISMR")  # Mirage's imaging flat for WFSS
+    assert "nircam/psf_libraries/gridded_psf_libraries/nircam_Amodule_det345_gridded_psf_library.tar.gz" in wfss.files
+    niriss_wfss = p.plan(
+        read_exposure(M.write_yaml(tmp_path, "nw.yaml", "niriss", mode="wfss", filter="GR150C", pupil="F200W"))
+    )
+    assert "POM transmission" in niriss_wfss.other_needs[0]
+    # keys set to none are not looked up; a key missing from the yaml is (Mirage sets it to crds)
+    plain = p.plan(read_exposure(M.write_yaml(tmp_path, "n.yaml", reffiles={"photom": "None", "gain": "none"})))
+    assert set(plain.crds) == {
+        "badpixmask",
+        "superbias",
+        "linearity",
+        "saturation",
+        "pixelflat",
+        "astrometric",
+        "ipc",
+        "pixelAreaMap",
+    }

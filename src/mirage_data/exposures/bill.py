@@ -163,7 +163,10 @@ class Planner:
     def plan(self, exposure: Exposure) -> ExposureBill:
         bill = ExposureBill(exposure)
         self._darks(exposure, bill)
-        self._psf(exposure, bill)
+        if exposure.mode == "soss":
+            self._soss(exposure, bill)  # the SOSS simulator uses its own PSF cubes, not the gridded library
+        else:
+            self._psf(exposure, bill)
         self._cosmic_rays(exposure, bill)
         self._crds(exposure, bill)
         bill.other_needs = list(OTHER_NEEDS.get((exposure.instrument, exposure.mode), []))
@@ -435,6 +438,19 @@ class Planner:
             self._cache[key] = problems
         bill.psf_folder = path
         bill.problems += self._cache[key]
+
+    def _soss(self, exp: Exposure, bill: ExposureBill) -> None:
+        entry = self._entry("niriss", "soss")
+        if entry is None:
+            bill.problem("SOSS exposure, but the collection has no SOSS PSF files")
+            return
+        bill.files.append(entry.relative_path)
+        folder = entry.install_path
+        if not any((root / folder).is_dir() and any((root / folder).iterdir()) for root in self.roots):
+            if self.fetch_into is None:
+                bill.problem(f"SOSS PSF files missing and {self.mirage_data} is read-only; give --fetch-into DIR")
+            else:
+                self.to_fetch.add(entry.relative_path)
 
     # cosmic rays ----------------------------------------------------------
 

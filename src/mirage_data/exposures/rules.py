@@ -77,7 +77,7 @@ OTHER_NEEDS = {
         "grism configuration files and POM transmission (GRISM_NIRISS repository)",
         "source spectra or SED catalog",
     ],
-    ("niriss", "soss"): ["SOSS trace/PSF files (collection soss group) and source spectrum"],
+    ("niriss", "soss"): ["source spectrum (and a transit model for time series)"],
     ("niriss", "pom"): ["POM transmission file (GRISM_NIRISS repository)"],
 }
 
