@@ -488,3 +488,34 @@ def test_dry_run_command(tmp_path, collection, servers):
         ],
     )
     assert bad.exit_code == 2 and "no such file or folder" in bad.output and "Traceback" not in bad.output
+
+
+def test_own_cache_folders_in_one_process(tmp_path, servers, monkeypatch):
+    """crds reads its settings once per process; two calls with their own caches still use them,
+    and the process's own CRDS settings are as they were afterwards."""
+    import crds
+    from crds.core import config
+
+    files, crds_server, catalog = servers
+    monkeypatch.setenv("CRDS_PATH", str(tmp_path / "process_cache"))
+    monkeypatch.setenv("CRDS_SERVER_URL", SERVERLESS_URL)
+    config.get_crds_state()  # noqa: B018  (crds configured from the environment above)
+    before = crds.core.config.get_crds_path()
+    M.write_yaml(tmp_path / "p", "g1.yaml", "fgs")
+    for name in ("first", "second"):
+        report = prepare(
+            [tmp_path / "p"],
+            tmp_path / "md",
+            tmp_path / f"out_{name}",
+            catalog=catalog,
+            mirror=files.url,
+            crds_path=tmp_path / name,
+            crds_server=crds_server.url,
+        )
+        assert report.exit_status == 0, report.describe()
+        assert all(str(p).startswith(str(tmp_path / name)) for p in (tmp_path / name).rglob("jwst_fgs_gain_*.fits"))
+        assert len(list((tmp_path / name).rglob("jwst_fgs_gain_*.fits"))) == 1
+        gain = yaml.safe_load((tmp_path / f"out_{name}" / "g1.yaml").read_text())["Reffiles"]["gain"]
+        assert gain.startswith(str(tmp_path / name))
+    assert os.environ["CRDS_PATH"] == str(tmp_path / "process_cache") and crds.core.config.get_crds_path() == before
+    assert os.environ["CRDS_SERVER_URL"] == SERVERLESS_URL and not (tmp_path / "process_cache").exists()

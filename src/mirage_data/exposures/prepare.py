@@ -31,6 +31,7 @@ from .ipc import write_inverted_kernel
 from .yaml_input import ExposureError, find_yaml_files, read_exposure
 
 STATE_NAME = ".mirage-data-prepare.json"
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's dumper: ~10x faster for 500 files
 IPC_FOLDER = "ipc_kernels"
 
 
@@ -368,7 +369,7 @@ def prepare(
         target = out / b.exposure.name
         try:
             with atomic_path(target) as tmp:
-                tmp.write_text(yaml.safe_dump(params, sort_keys=False, default_flow_style=False), "utf-8")
+                tmp.write_text(yaml.dump(params, Dumper=_Dumper, sort_keys=False, default_flow_style=False), "utf-8")
         except OSError as exc:
             b.problem(f"cannot write the resolved yaml {target}: {exc.strerror or exc}")
             continue
