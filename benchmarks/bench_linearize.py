@@ -1,21 +1,29 @@
 """Benchmark: mirage-data's native dark linearization against the JWST pipeline's steps.
 
-    python benchmarks/bench_linearize.py [--groups 10 40] [--repeat 5]
+    flock /tmp/mirage-heavy.lock python benchmarks/bench_linearize.py [--groups 10 40 108] [--repeat 3]
 
-Makes synthetic full-frame NIRCam (NRCA1, RAPID) raw darks of 10 and 40 groups and JWST
-reference files in a temporary folder (tests/jwst_reference_files.py), then linearizes each
-dark several times with each tool, every run in a fresh subprocess:
+Makes synthetic full-frame NIRCam (NRCA1, RAPID) raw darks of 10, 40 and 108 groups (the
+collection's darks have 108 frames) and JWST reference files in a temporary folder
+(tests/jwst_reference_files.py), then linearizes each dark several times with each tool,
+every run a fresh whole process (interpreter start, imports, reading, processing, writing):
 
-* ``ours``: ``mirage_data.dark_linearization.linearize_dark`` (reads the raw dark and the
+* ``ours``: ``mirage_data.darks.linearize.linearize_dark`` (reads the raw dark and the
   reference files, writes the linearized dark);
 * ``jwst``: what Mirage does today: load the raw dark as a RampModel, run DQInit, Saturation,
   SuperBias, RefPix and Linearity (jwst 3.0, override reference files, fully offline), compute
-  SBANDREFPIX and write the same linearized-dark file with astropy.
+  SBANDREFPIX and write the same linearized-dark file (SCI, SBANDREFPIX, ZEROFRAME,
+  ZEROSBANDREFPIX) with astropy.
 
-For each run it records the time of that work inside the child (imports excluded), the wall
-time of the whole child process, and the child's peak resident memory (``VmHWM``: the peak of
-that process alone). It prints medians and the ratios against the targets: at least 10x
-faster, at most 1/4 of the pipeline's peak memory. Needs the ``bench`` extra (jwst, psutil).
+Durability policy, the same for both: the output is written under a temporary name, flushed
+to disk (fsync of the file), renamed into place, and the folder flushed, before the process
+exits. The page cache is not dropped between runs (the inputs are read from memory by both).
+
+For each run it records the wall time of the whole child process, the time of the work inside
+it (imports excluded) and the child's peak resident memory (``VmHWM``: the peak of that
+process alone). It prints, per ramp length, medians and the ratios against the targets: the
+whole process at least 10x faster, at most 1/4 of the pipeline's peak memory. Needs the
+``bench`` extra (jwst). Runs need several GB (the pipeline holds the ramp as float32 several
+times): run under the heavy lock.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ def child_ours(raw: str, out: str, refs: dict) -> dict:
     from mirage_data.darks.linearize import linearize_dark
 
     t1 = time.perf_counter()
-    linearize_dark(raw, out, use_crds=False, **refs)
+    linearize_dark(raw, out, use_crds=False, fsync=True, **refs)
     t2 = time.perf_counter()
     return {"imports": t1 - t0, "seconds": t2 - t1, "peak": _peak_rss()}
 
@@ -81,6 +89,8 @@ def child_jwst(raw: str, out: str, refs: dict, crds_cache: str) -> dict:
     import numpy as np
     from astropy.io import fits
 
+    from mirage_data.io.atomic import atomic_path
+
     t1 = time.perf_counter()
     result = helper.run_jwst_steps(raw, refs)
     header = fits.getheader(raw)
@@ -88,7 +98,7 @@ def child_jwst(raw: str, out: str, refs: dict, crds_cache: str) -> dict:
     for key in ("READPATT", "NINTS", "NGROUPS", "NFRAMES", "NSKIP", "DETECTOR", "INSTRUME", "SLOWAXIS", "FASTAXIS"):
         primary.header[key] = header[key]
     sci, sb = result["sci"], result["sbandrefpix"]
-    fits.HDUList(
+    hdus = fits.HDUList(
         [
             primary,
             fits.ImageHDU(sci, name="SCI"),
@@ -96,7 +106,9 @@ def child_jwst(raw: str, out: str, refs: dict, crds_cache: str) -> dict:
             fits.ImageHDU(np.ascontiguousarray(sci[:, 0]), name="ZEROFRAME"),
             fits.ImageHDU(np.ascontiguousarray(sb[:, 0]), name="ZEROSBANDREFPIX"),
         ]
-    ).writeto(out)
+    )
+    with atomic_path(out, durable=True) as tmp:  # the same durability policy as ours
+        hdus.writeto(tmp)
     t2 = time.perf_counter()
     return {"imports": t1 - t0, "seconds": t2 - t1, "peak": _peak_rss()}
 
@@ -125,8 +137,8 @@ def run_child(kind: str, raw: Path, out: Path, refs: dict, crds_cache: Path) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--groups", type=int, nargs="+", default=[10, 40], help="ramp lengths (default 10 40)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per tool and ramp (median reported)")
+    parser.add_argument("--groups", type=int, nargs="+", default=[10, 40, 108], help="ramp lengths (default 10 40 108)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and ramp (median reported)")
     parser.add_argument("--workdir", type=Path, help="folder for the files (default: a temporary one)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -145,6 +157,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_linearize_", dir=args.workdir) as tmp:
         tmp = Path(tmp)
         print(f"making reference files and raw darks in {tmp} ...", flush=True)
+        print(f"load average (1, 5, 15 min) at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         refs = helper.write_reference_set(tmp / "refs", "NRCA1", ncoeffs=5)
         crds_cache = tmp / "crds_cache"
         rows = []
@@ -186,7 +199,7 @@ def main(argv=None) -> int:
         speed = j["seconds"] / o["seconds"]
         speed_proc = j["wall"] / o["wall"]
         mem = o["peak"] / j["peak"]
-        ok &= speed >= 10 and mem <= 0.25
+        ok &= speed_proc >= 10 and mem <= 0.25
         print(
             f"{ngroups:>6} {size:>7.0f} | {o['seconds']:>7.2f} {j['seconds']:>7.2f} {speed:>7.1f}x | "
             f"{o['wall']:>11.2f} {j['wall']:>11.2f} {speed_proc:>7.1f}x | {o['peak'] / 2**20:>8.0f} "
@@ -196,7 +209,9 @@ def main(argv=None) -> int:
     print("s: time of the work in the child (read inputs, linearize, write the output; imports excluded)")
     print("proc s: wall time of the whole child process (interpreter start and imports included)")
     print("MB: peak resident memory of the child (VmHWM)")
-    print(f"targets: speed-up >= 10x and memory ratio <= 0.25: {'met' if ok else 'NOT met'}")
+    print("durability: both outputs written to a temporary name, fsync'ed, renamed, folder fsync'ed")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"targets: whole-process speed-up >= 10x and memory ratio <= 0.25: {'met' if ok else 'NOT met'}")
     return 0
 
 

@@ -455,8 +455,8 @@ def write_crds_server_config(cache_dir: str | os.PathLike, context: str) -> Path
 
 
 def ramp_arrays(calibration) -> dict:
-    """The reference arrays of a `calibration_files.Calibration`, as keyword arguments of
-    `ramp_corrections.linearize_ramp`."""
+    """The reference arrays of a `mirage_data.calibration.reference_files.Calibration`, as
+    keyword arguments of `mirage_data.ramp.linearize_ramp`."""
     return dict(
         mask_dq=calibration.mask.dq,
         saturation=calibration.saturation.threshold,

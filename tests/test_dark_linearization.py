@@ -1,7 +1,9 @@
 """File level: mirage_data.darks.linearize, mirage_data.calibration.reference_files and the CLI.
 
 Real FITS files written with astropy; the numbers themselves are checked against the JWST
-pipeline in test_pipeline_equivalence.py, here against the in-memory chain.
+pipeline in test_pipeline_equivalence.py, here against the in-memory chain. (Over 600 lines:
+one file for everything a user of ``linearize`` meets, sharing its module-scoped fixtures, which
+are costly to build: full-frame reference files and raw darks.)
 """
 
 from __future__ import annotations

@@ -325,8 +325,12 @@ class RampLinearizer:
         if groupdq_in is not None:
             gdq |= groupdq_in.astype(np.uint8)
 
-        found = self._run(lambda rows: (state.compare(raw[rows], rows), state.given(gdq[rows], rows)))
-        state.grow(np.concatenate([n for n, _ in found]), np.concatenate([g for _, g in found]))
+        if groupdq_in is None:  # the mask brings no SATURATED flags: nothing given to grow
+            found = self._run(lambda rows: (state.compare(raw[rows], rows), None))
+        else:
+            found = self._run(lambda rows: (state.compare(raw[rows], rows), state.given(gdq[rows], rows)))
+        given = [g for _, g in found if g is not None]
+        state.grow(np.concatenate([n for n, _ in found]), np.concatenate(given) if given else None)
         state.begin_flags()
 
         strips = ReferenceStrips.from_group(raw, self.geometry)
@@ -348,8 +352,10 @@ class RampLinearizer:
                 local.poly = np.empty((n, nx), np.float32)
                 local.sci = np.empty((n, nx), np.float32)
                 local.sb = np.empty((n, nx), np.float32)
+                local.r32 = np.empty((n, nx), np.float32)
             m = rows.stop - rows.start
-            r32 = raw[rows].astype(np.float32)
+            r32 = local.r32[:m]
+            np.copyto(r32, raw[rows], casting="unsafe")  # uint16 or float32 -> float32, exact
             gdq_t = gdq[rows]
             state.flag(gdq_t, r32, rows)
             cur = np.subtract(r32, bias[rows], out=local.cur[:m])

@@ -197,10 +197,10 @@ class SaturationState:
 
         Returns the flat indices (in the frame) of pixels that saturated in this group.
         """
-        now = plane >= self.reference.threshold[rows]
+        now = np.greater_equal(plane, self.reference.threshold[rows])
         tally = self.saturated[rows]
-        new = now & ~tally
-        tally |= now
+        new = np.greater(now, tally, out=now)  # at the threshold now, not before
+        tally |= new
         if not new.any():
             return np.empty(0, np.intp)
         start = (rows.start or 0) * self.saturated.shape[1]
@@ -242,8 +242,11 @@ class SaturationState:
         grown = self.grown[rows]
         if self.given_grown is not None:
             grown = grown | self.given_grown[rows]
-        np.bitwise_or(gdq, SATURATED, out=gdq, where=grown)
-        np.bitwise_or(gdq, AD_FLOOR | DO_NOT_USE, out=gdq, where=plane <= 0)
+        # OR-ing 0/1 masks times the flag is several times faster than ufuncs with where=
+        flags = np.multiply(grown.view(np.uint8), SATURATED)
+        gdq |= flags
+        floor = np.less_equal(plane, 0)
+        gdq |= np.multiply(floor.view(np.uint8), AD_FLOOR | DO_NOT_USE, out=flags)
         dilution = self.dilution
         if dilution != 1:
             ref = self.reference
