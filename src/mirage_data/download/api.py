@@ -249,7 +249,10 @@ def download_reffiles(
     """Download the Mirage reference files and install them in the layout Mirage reads.
 
     Files go to ``<download_path>/mirage_data`` (point ``MIRAGE_DATA`` there). Already
-    installed files are not fetched again; interrupted downloads resume.
+    installed files are not fetched again; interrupted downloads resume. Files already in the
+    tree that mirage-data has no record of (a tree made by Mirage's own downloader, a copy, a
+    lost or damaged inventory) are checked and recorded instead of fetched, and a leftover
+    ``.fits.gz`` beside a missing ``.fits`` is decompressed here (`install.adopt`).
 
     Parameters
     ----------
@@ -301,9 +304,16 @@ def download_reffiles(
     ------
     SelectionError
         An option value that is not accepted (the message lists the accepted ones).
+    ValueError
+        A boolean option given anything but True or False (e.g. ``single_dark='no'``), or a
+        mirror that is empty, has no host, another scheme than http/https/file, or is a file.
     NotEnoughSpace
-        The selection will not fit (and ``force`` is False).
-    DownloadFolderError, LockedError, DownloadFailed
+        The selection will not fit (and ``force`` is False). Staging left by runs that died is
+        removed first, and the space it held counts as free.
+    DownloadFolderError
+        ``<download_path>/mirage_data`` cannot be made or written (a file in its place, a
+        read-only folder); checked before anything is fetched.
+    LockedError, DownloadFailed
     """
     for name, value in (
         ("skip_darks", skip_darks),

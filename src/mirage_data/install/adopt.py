@@ -22,9 +22,18 @@ Every file is checked for what it is with `install.content` before it is recorde
 
 Examples
 --------
->>> report = adopt_tree(Path("mirage_data"), Inventory.load(Path("mirage_data")), entries)  # doctest: +SKIP
->>> report.summary()                                                                       # doctest: +SKIP
-'12 files adopted, 3 unpacked from leftover copies, 0 refused'
+A tree whose mirage-data state was lost is adopted again, nothing fetched:
+
+>>> import shutil
+>>> from mirage_data import download_reffiles
+>>> from mirage_data.collection.catalog import load_catalog
+>>> catalog = load_catalog(sample_catalog)
+>>> result = download_reffiles("reffiles", "fgs", single_dark=True, skip_psfs=True, mirror=server_url,
+...                            catalog=catalog, quiet=True)
+>>> shutil.rmtree("reffiles/mirage_data/.mirage-data")
+>>> mirage_data = Path("reffiles/mirage_data")
+>>> adopt_tree(mirage_data, Inventory.load(mirage_data), catalog.entries).summary()
+'3 files adopted, 0 unpacked from leftover copies, 0 refused'
 """
 
 from __future__ import annotations
