@@ -274,26 +274,51 @@ def _sink(out: FitsWriter, *targets: tuple[str, int]):
     return write_all
 
 
+class _GroupReader:
+    """Reads the raw groups (and their GROUPDQ) into two alternating buffers, the next group
+    on the executor while the engine works on the current one (when there is an executor)."""
+
+    def __init__(self, fd: int, raw: RawDark, executor: Executor | None) -> None:
+        ny, nx = raw.frame_shape
+        self.fd, self.raw, self.executor, self.ny = fd, raw, executor, ny
+        # read in place: the on-disk and the native types have the same item size
+        self.planes = [np.empty((ny, nx), raw.sci.dtype) for _ in range(2)]
+        self.gdq = [np.empty((ny, nx), np.uint8) for _ in range(2)] if raw.groupdq is not None else None
+        self.gdq_buffer = [np.empty(ny * nx, raw.groupdq.disk_dtype) for _ in range(2)] if self.gdq else None
+        self.pending = None
+
+    def _read(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        plane = self.planes[k % 2]
+        read_rows(self.fd, self.raw.sci, k * self.ny, plane, plane.reshape(-1).view(self.raw.sci.disk_dtype))
+        if self.gdq is None:
+            return plane, None
+        read_rows(self.fd, self.raw.groupdq, k * self.ny, self.gdq[k % 2], self.gdq_buffer[k % 2])
+        return plane, self.gdq[k % 2]
+
+    def get(self, k: int, total: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Group *k* (valid until group k + 2 is asked for); starts reading group k + 1."""
+        current = self.pending.result() if self.pending is not None else self._read(k)
+        self.pending = None
+        if self.executor is not None and k + 1 < total:
+            self.pending = self.executor.submit(self._read, k + 1)
+        return current
+
+
 def _stream(
     raw: RawDark, engine: RampLinearizer, out: FitsWriter, include_dq: bool, zero_from_file: bool, progress
 ) -> None:
     ny, nx = raw.frame_shape
-    plane = np.empty((ny, nx), raw.sci.dtype)
-    buffer = plane.reshape(-1).view(raw.sci.disk_dtype)  # read in place: same item size either way
-    gdq_in = np.empty((ny, nx), np.uint8) if raw.groupdq is not None else None
-    gdq_buffer = np.empty(ny * nx, raw.groupdq.disk_dtype) if raw.groupdq is not None else None
     if include_dq:
         out.write_plane("PIXELDQ", 0, engine.pixeldq)
     fd = os.open(raw.path, os.O_RDONLY)
     try:
         total = raw.nints * raw.ngroups
+        reader = _GroupReader(fd, raw, engine.executor)
         for i in range(raw.nints):
             engine.start_integration()
             for g in range(raw.ngroups):
                 k = i * raw.ngroups + g
-                read_rows(fd, raw.sci, k * ny, plane, buffer)
-                if gdq_in is not None:
-                    read_rows(fd, raw.groupdq, k * ny, gdq_in, gdq_buffer)
+                plane, gdq_in = reader.get(k, total)
                 also_zero = g == 0 and not zero_from_file  # one-frame groups: ZEROFRAME is group 0
                 sci = _sink(out, ("SCI", k), *([("ZEROFRAME", i)] if also_zero else []))
                 sb = _sink(out, ("SBANDREFPIX", k), *([("ZEROSBANDREFPIX", i)] if also_zero else []))
@@ -316,6 +341,8 @@ def _stream(
                 zero_engine.process_group(zplane, _sink(out, ("ZEROFRAME", i)), _sink(out, ("ZEROSBANDREFPIX", i)))
                 zero_engine.finish_integration()
     finally:
+        if "reader" in locals() and reader.pending is not None:
+            reader.pending.cancel() or reader.pending.exception()  # no read left running on a closed fd
         os.close(fd)
 
 
