@@ -215,6 +215,10 @@ def test_repair_never_replaces_a_made_file_with_a_download(collection, tmp_path)
     assert out.returncode == 1 and f"{FGS_RAW[0]}: made locally" in out.stdout, out.stdout
     assert path.read_bytes() == b"damaged"  # left for the user to make again, not downloaded
     assert downloaded.read_bytes() == plain[FGS_RAW[1]]
+    with CountingServer(root) as server:  # nor does a download replace it
+        fetch(tmp_path, server, catalog)
+        assert not server.gets
+    assert path.read_bytes() == b"damaged" and Inventory.load(md).get(FGS_RAW[0]).origin == MADE
 
 
 def test_repair_relinks_a_linked_file(collection, tmp_path):

@@ -360,7 +360,7 @@ def download_reffiles(
         if not force:
             plan.check_space()
         remember_source(mirage_data, base, catalog)
-        todo = plan.entries_to_fetch
+        todo = _not_made_locally(plan.entries_to_fetch, inventory, progress)
         if not todo:
             result = DownloadResult(mirage_data, plan, None)
             if not quiet:
@@ -386,6 +386,19 @@ def download_reffiles(
     if not quiet:
         announce(result)
     return result
+
+
+def _not_made_locally(entries: list, inventory: Inventory, progress: QuietProgress) -> list:
+    """*entries* without those made locally (e.g. by ``linearize``): a changed or lost file
+    made here is made again, never replaced by a download."""
+    keep = []
+    for entry in entries:
+        record = inventory.get(entry.relative_path)
+        if record is not None and record.origin == MADE:
+            progress.message(f"{entry.install_path} was made locally and has changed; make it again (not downloaded)")
+            continue
+        keep.append(entry)
+    return keep
 
 
 def _with_counts(options: TransferOptions | None, jobs: int | None, connections: int | None) -> TransferOptions:
