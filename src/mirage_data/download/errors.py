@@ -58,7 +58,7 @@ def describe_os_error(exc: OSError, mirage_data: Path, entry) -> str:
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (
-            f"permission denied: {path} ({exc.strerror}); make it writable for you (chmod/chown, or ask "
-            "its owner), or download to a folder of your own"
+            f"permission denied: {path} ({exc.strerror}); make it readable and writable for you "
+            "(chmod/chown, or ask its owner), or download to a folder of your own"
         )
     return f"{exc.strerror or exc}: {path}"
