@@ -291,3 +291,39 @@ def test_map_of_yamls_to_prepared_darks(tmp_path):
     assert entry["python"] == mirage_lines(good, list(run.prepared[0]))
     text = run.describe()
     assert "bad.yaml: error:" in text and "ImgSim(paramfile=" in text
+
+
+def test_siaf_bounds_are_mirages_for_every_aperture(tmp_path, monkeypatch):
+    """All 500-odd NIRCam, NIRISS and FGS apertures, against Mirage's own sci_subarray_corners,
+    computed afresh into an empty cache folder and then read back from it."""
+    import pysiaf
+    from mirage.utils.siaf_interface import sci_subarray_corners
+
+    from mirage_data.darks import apertures
+
+    logging.getLogger("mirage").setLevel(logging.ERROR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    apertures._all_bounds.cache_clear()
+    try:
+        checked = 0
+        for inst, name in (("nircam", "NIRCam"), ("niriss", "NIRISS"), ("fgs", "FGS")):
+            siaf = pysiaf.Siaf(name)
+            for aperture in siaf.apernames:
+                try:
+                    xc, yc = sci_subarray_corners(name, aperture, siaf=siaf)
+                    theirs = (int(xc[0]), int(yc[0]), int(xc[1]), int(yc[1]))
+                except Exception:  # noqa: BLE001 (Mirage has no bounds for it either)
+                    theirs = None
+                try:
+                    ours = apertures.aperture_bounds(inst, aperture)
+                except ValueError:
+                    ours = None
+                assert ours == theirs, (aperture, ours, theirs)
+                checked += 1
+        assert checked > 500
+        cached = sorted((tmp_path / "mirage-data").glob("siaf_bounds_*.json"))
+        assert len(cached) == 3
+        apertures._all_bounds.cache_clear()
+        assert apertures.aperture_bounds("nircam", "NRCA3_SUB64P") == (0, 100, 63, 163)  # from the file
+    finally:
+        apertures._all_bounds.cache_clear()

@@ -7,12 +7,21 @@ corners (re-derived) taken to the science frame of its master (full-frame) apert
 parent; NIRCam takes corners 0 and 2 (1 and 3 if the science frame does not flip the detector
 frame); NIRISS and FGS corners 0 and 2 (other corners for the OSS apertures; fixed rows for
 ``NIS_SUBSTRIP96/256``); then ``ceil(lower) - 1`` and ``floor(upper) - 1``.
+
+The bounds of all apertures of an instrument are computed once per pysiaf installation and
+kept in the user's cache folder (see `_all_bounds`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import math
+import os
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 
 __all__ = ["aperture_bounds", "SIAF_INSTRUMENTS"]
 
@@ -61,7 +70,54 @@ def _siaf(instrument: str):
     return siaf, masters, parents
 
 
-@lru_cache(maxsize=256)
+def _cache_path(instrument: str) -> Path | None:
+    """Where the bounds of all of *instrument*'s apertures are kept for this pysiaf installation."""
+    try:
+        version = metadata.version("pysiaf")
+        spec = importlib.util.find_spec("pysiaf")
+    except (metadata.PackageNotFoundError, ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    where = Path(spec.origin).parent
+    stamp = hashlib.sha1(f"{where}:{where.stat().st_mtime_ns}:{version}".encode()).hexdigest()[:12]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "mirage-data" / f"siaf_bounds_{instrument.lower()}_{version}_{stamp}.json"
+
+
+@lru_cache(maxsize=4)
+def _all_bounds(instrument: str) -> dict:
+    """{aperture: [x0, y0, x1, y1] or error text} for every SIAF aperture of *instrument*.
+
+    Computed with pysiaf once per pysiaf installation and kept in the user's cache folder
+    (``$XDG_CACHE_HOME/mirage-data``): importing pysiaf and reading its SIAF takes seconds,
+    which would dominate preparing a small dark. The file is named by pysiaf's version and
+    installation, so another pysiaf computes its own.
+    """
+    path = _cache_path(instrument)
+    if path is not None and path.is_file():
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            pass
+    siaf, _, _ = _siaf(SIAF_INSTRUMENTS[instrument])
+    table = {}
+    for name in siaf.apernames:
+        try:
+            table[name] = list(_compute_bounds(instrument, name))
+        except Exception as exc:  # noqa: BLE001 (kept as text: the aperture has no bounds)
+            table[name] = f"{type(exc).__name__}: {exc}"
+    if path is not None:
+        try:
+            from mirage_data.io.atomic import atomic_write_text
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(table))
+        except OSError:
+            pass  # no writable cache: computed again next time
+    return table
+
+
 def aperture_bounds(instrument: str, aperture: str) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of *aperture* in its full frame (0-based, inclusive, science frame).
 
@@ -77,12 +133,23 @@ def aperture_bounds(instrument: str, aperture: str) -> tuple[int, int, int, int]
     ValueError
         Unknown instrument or aperture.
     """
-    inst = SIAF_INSTRUMENTS.get(str(instrument).lower())
-    if inst is None:
+    inst = str(instrument).lower()
+    if inst not in SIAF_INSTRUMENTS:
         raise ValueError(f"unknown instrument {instrument!r}; accepted: {', '.join(SIAF_INSTRUMENTS)}")
+    table = _all_bounds(inst)
+    found = table.get(aperture)
+    if found is None:
+        raise ValueError(f"{aperture!r} is not a {SIAF_INSTRUMENTS[inst]} SIAF aperture (e.g. {sorted(table)[0]})")
+    if isinstance(found, str):
+        raise ValueError(f"{aperture}: no full-frame bounds in the SIAF ({found})")
+    x0, y0, x1, y1 = found
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _compute_bounds(instrument: str, aperture: str) -> tuple[int, int, int, int]:
+    """`aperture_bounds` computed from the SIAF (Mirage's rules, see the module docstring)."""
+    inst = SIAF_INSTRUMENTS[instrument]
     siaf, masters, parents = _siaf(inst)
-    if aperture not in siaf.apernames:
-        raise ValueError(f"{aperture!r} is not a {inst} SIAF aperture (e.g. {sorted(siaf.apernames)[0]})")
     ap = siaf[aperture]
     x_det, y_det = ap.corners("det", rederive=True)
     parent = parents.get(aperture)

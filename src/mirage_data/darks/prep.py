@@ -317,26 +317,30 @@ class _Frames:
         self._disk = np.empty(self._buf.size, layout.disk_dtype)
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _read(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
+    def _view(self, k: int) -> np.ndarray:
+        """Frame *k* of the file, cropped: a view of the read buffer (valid until the next read)."""
         plane = self.integration * self.nframes + k
         read_rows(self.fd, self.layout, plane * self.ny_full + self.rows.start, self._buf, self._disk)
-        view = self._buf[:, self.cols] if self.crop_x else self._buf
-        if out is None:
-            return np.array(view, np.float32)
-        np.copyto(out, view)
-        return out
+        return self._buf[:, self.cols] if self.crop_x else self._buf
 
-    def frame(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Frame *k*, continued past the end of the ramp (`mirage_data.ramp.extend`)."""
+    def _frame_view(self, k: int) -> np.ndarray:
+        """Frame *k*, continued past the end of the ramp; valid until the next call."""
         r, q = frame_source(k, self.nframes)
         if q == 0:
-            return self._read(r, out)
+            return self._view(r)
         if self._ends is None:
-            self._ends = (self._read(0), self._read(self.nframes - 1))
-        return extend_frame(self._read(r), *self._ends, q, out=out)
+            first = np.array(self._view(0))
+            self._ends = (first, np.array(self._view(self.nframes - 1)))
+            self._ext = np.empty_like(first)
+        return extend_frame(self._view(r), *self._ends, q, out=self._ext)
+
+    def frame(self, k: int) -> np.ndarray:
+        """Frame *k*, continued past the end of the ramp (`mirage_data.ramp.extend`); a new array."""
+        return np.array(self._frame_view(k), np.float32)
 
     def group(self, frames: Sequence[int], out: np.ndarray) -> np.ndarray:
-        return average_frames((self.frame(int(k)) for k in frames), out=out)
+        # each frame is used before the next is read
+        return average_frames((self._frame_view(int(k)) for k in frames), out=out)
 
 
 class _Zeros:
@@ -532,6 +536,11 @@ def prepare_dark(
     with ExitStack() as stack:
         linearizer = _RawLinearizer(exposure, headers[chosen[0].path], calibration_dir, use_crds, crds_context, threads)
         stack.callback(linearizer.close)
+        executor = None
+        if not exposure.raw and (threads if threads is not None else min(2, os.cpu_count() or 1)) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            executor = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="darkprep"))
         refs = linearizer.refs if exposure.raw else _reference_cards(headers[chosen[0].path])
         for (start, stop), suffix in zip(segments, suffixes, strict=True):
             seg_sources = chosen[start:stop]
@@ -551,7 +560,7 @@ def prepare_dark(
                     if exposure.raw:
                         padded |= linearizer.write(out, j, source, headers[source.path], tick)
                     else:
-                        padded |= _write_linearized(out, j, exposure, source, headers[source.path], tick)
+                        padded |= _write_linearized(out, j, exposure, source, headers[source.path], tick, executor)
             written.append(path)
     return PreparedDarks(written, yaml_path=exposure.yaml_path, seed=seed, sources=chosen, reused=reused, padded=padded)
 
@@ -561,7 +570,7 @@ def _reference_cards(header: fits.Header) -> dict:
 
 
 def _write_linearized(
-    out: FitsWriter, j: int, exposure: DarkExposure, source: DarkSource, header: fits.Header, tick
+    out: FitsWriter, j: int, exposure: DarkExposure, source: DarkSource, header: fits.Header, tick, executor=None
 ) -> bool:
     """Integration *j* of the product from one integration of a linearized dark; True if padded."""
     names = ("SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX")
@@ -582,10 +591,20 @@ def _write_linearized(
         data = _Frames(fd, sci, source.integration, exposure.bounds, full)
         sb_layout = layouts.get("SBANDREFPIX")
         sb = _Frames(fd, sb_layout, source.integration, exposure.bounds, full) if sb_layout else _Zeros((ny, nx))
-        plane = np.empty((ny, nx), np.float32)
-        for g, fr in enumerate(frames):
-            out.write_plane("SCI", j * exposure.ngroup + g, data.group(fr, plane), may_modify=True)
-            out.write_plane("SBANDREFPIX", j * exposure.ngroup + g, sb.group(fr, plane), may_modify=True)
+
+        def fill(name, images):
+            plane = np.empty((ny, nx), np.float32)
+            for g, fr in enumerate(frames):
+                out.write_plane(name, j * exposure.ngroup + g, images.group(fr, plane), may_modify=True)
+
+        jobs = (("SCI", data), ("SBANDREFPIX", sb))
+        if executor is None:
+            for job in jobs:
+                fill(*job)
+        else:  # SCI and SBANDREFPIX side by side (reading, conversion and sums release the GIL)
+            for f in [executor.submit(fill, *job) for job in jobs]:
+                f.result()
+        for _ in frames:
             tick()
         padded = int(frames.max()) >= data.nframes
         zero_layout = layouts.get("ZEROFRAME")
