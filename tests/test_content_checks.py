@@ -223,6 +223,26 @@ def test_an_archive_is_installed_whole_or_not_at_all(tmp_path):
     assert layout(mirage_data) == set()
 
 
+def test_a_commit_that_fails_half_way_puts_everything_back(tmp_path):
+    """The second defence of whole-or-nothing: a move that fails after others succeeded (here
+    a staged file removed behind the installer's back) restores what the first ones replaced."""
+    from mirage_data.install.unpack import StagedInstall
+
+    mirage_data = tmp_path / "mirage_data"
+    first = mirage_data / "fgs/cosmic_ray_library/a.fits"
+    first.parent.mkdir(parents=True)
+    first.write_bytes(b"installed before")
+    staging = StagedInstall(mirage_data, FGS_CR.relative_path)
+    staging.add_stream(io.BytesIO(cr_file(1)), "fgs/cosmic_ray_library/a.fits")
+    staging.add_stream(io.BytesIO(cr_file(2)), "fgs/cosmic_ray_library/b.fits")
+    staging.files[1][0].unlink()
+    with pytest.raises(FileNotFoundError):
+        staging.commit()
+    assert first.read_bytes() == b"installed before"
+    assert not (mirage_data / "fgs/cosmic_ray_library/b.fits").exists()
+    assert not staging.root.exists()
+
+
 def test_psf_tarballs_may_share_identical_files_but_not_different_ones(tmp_path):
     shared = f"{PSF_FOLDER}/nircam_nrca1_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits"
     own = f"{PSF_FOLDER}/nircam_nrca3_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits"
