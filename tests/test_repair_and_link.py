@@ -95,6 +95,22 @@ def test_repair_never_writes_unverified_bytes_over_an_installed_file(tmp_path):
     assert verify_install(mirage_data) == {}
 
 
+def test_new_bytes_replace_an_installed_file_only_once_the_user_deleted_it(tmp_path):
+    outcome, mirage_data = fetch(tmp_path, {G1_RAW: gz(dark("raw", ngroups=2))})
+    assert not isinstance(outcome, Exception), outcome
+    newer = dark("raw", ngroups=3)
+    (tmp_path / "remote" / G1_RAW.relative_path).write_bytes(gz(newer))
+    installed = mirage_data / G1_RAW.install_path
+    installed.write_bytes(b"damaged")
+    damaged, report = repair(mirage_data, tmp_path / "remote")
+    assert "delete the installed file" in report.failed[0].error
+    installed.unlink()
+    damaged, report = repair(mirage_data, tmp_path / "remote")
+    assert damaged == [G1_RAW.relative_path] and not report.failed
+    assert installed.read_bytes() == newer
+    assert verify_install(mirage_data) == {}
+
+
 # ---------------------------------------------------------------------------- --link
 
 

@@ -438,9 +438,11 @@ class Fetcher:
                     f"installed content sha256 {got[:12]}… where the pinned catalog says {entry.installed_sha256[:12]}…"
                 )
         old = self.inventory.get(entry.relative_path)
-        if old is not None and entry.sha256 is None and old.source_sha256 and digest and digest != old.source_sha256:
+        changed = old is not None and entry.sha256 is None and old.source_sha256 and digest != old.source_sha256
+        # Only over files still in the layout: a user who deleted them has accepted new bytes.
+        if changed and digest and any((self.mirage_data / f.path).exists() for f in old.files):
             raise WrongContent(
                 f"the source now has different bytes (sha256 {digest[:12]}…) than those installed here "
-                f"({old.source_sha256[:12]}…); the installed file is left as it is. Pin the new bytes with "
-                "--catalog, or delete the installed file and download again to accept them"
+                f"({old.source_sha256[:12]}…); the installed file is left as it is. To accept the new bytes, "
+                "delete the installed file and download again (or pin them in a catalog given with --catalog)"
             )
