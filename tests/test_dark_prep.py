@@ -265,15 +265,21 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, problem, expe
 
 def test_existing_product_kept_when_a_rerun_fails(tmp_path):
     dark = C.write_linear_dark(tmp_path / "d" / "dark.fits", nframes=4)
-    y = _exposure(tmp_path, "keep", dark, "RAPID", 2)
+    y = _exposure(tmp_path, "keep", dark, "RAPID", 3)
     [first] = prepare_dark(y)
     before = Path(first).read_bytes()
-    with open(dark, "r+b") as f:  # damage the dark: truncated
+
+    def interrupted(done, total):  # the run stops after its first group (as on Ctrl-C)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dark(y, threads=1, progress=interrupted)
+    with open(dark, "r+b") as f:  # and a damaged (truncated) dark: refused before anything is written
         f.truncate(f.seek(0, 2) - 5000)
     with pytest.raises(DarkPrepError):
         prepare_dark(y)
     assert Path(first).read_bytes() == before
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [first.name]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [first.name]  # no temporary left either
 
 
 def test_map_of_yamls_to_prepared_darks(tmp_path):

@@ -33,8 +33,9 @@ SINGLE = [
     ("medium2", "nircam", "NRCB1", "NRCB1_SUB160", "MEDIUM2", 2, (168, 168), 30, {}),
     ("medium8", "nircam", "NRCB1", "NRCB1_SUB160", "MEDIUM8", 2, (168, 168), 30, {}),
     ("deep2", "nircam", "NRCB1", "NRCB1_SUB160", "DEEP2", 1, (168, 168), 30, {}),
-    # 40 frames from a 30-frame dark: Mirage's padding is right below twice the dark's length
-    ("deep8_padded", "nircam", "NRCB1", "NRCB1_SUB160", "DEEP8", 2, (168, 168), 30, {}),
+    # 40 frames from a 24-frame dark (group 1 averages frames 20-27): Mirage's padding is right
+    # below twice the dark's length
+    ("deep8_padded", "nircam", "NRCB1", "NRCB1_SUB160", "DEEP8", 2, (168, 168), 24, {}),
     ("no_zeroframe", "nircam", "NRCB1", "NRCB1_SUB160", "SHALLOW4", 2, (168, 168), 12, {"zeroframe": False}),
     ("offset_subarray", "nircam", "NRCA3", "NRCA3_SUB64P", "BRIGHT2", 3, (168, 168), 12, {}),
     ("full_frame", "nircam", "NRCA1", "NRCA1_FULL", "RAPID", 2, (2048, 2048), 3, {}),
