@@ -313,14 +313,19 @@ class _Frames:
         self.ny_full, self.rows, self.cols = ny, slice(y0, y1 + 1), slice(x0, x1 + 1)
         self.crop_x = not full and (x0 != 0 or x1 != layout.shape[-1] - 1)
         n = y1 - y0 + 1
-        self._buf = np.empty((n, layout.shape[-1]), np.float32)
-        self._disk = np.empty(self._buf.size, layout.disk_dtype)
+        # big-endian float32 on disk is used as it is (numpy reads it in its sums): no conversion pass
+        self._as_is = layout.disk_dtype == np.dtype(">f4") and layout.bzero == 0 and layout.bscale == 1
+        self._disk = np.empty((n, layout.shape[-1]), layout.disk_dtype)
+        self._buf = self._disk if self._as_is else np.empty((n, layout.shape[-1]), np.float32)
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
 
     def _view(self, k: int) -> np.ndarray:
         """Frame *k* of the file, cropped: a view of the read buffer (valid until the next read)."""
-        plane = self.integration * self.nframes + k
-        read_rows(self.fd, self.layout, plane * self.ny_full + self.rows.start, self._buf, self._disk)
+        first_row = (self.integration * self.nframes + k) * self.ny_full + self.rows.start
+        if self._as_is:
+            _pread_exact(self.fd, self._disk, self.layout.offset + first_row * self.layout.row_bytes, self.layout)
+        else:
+            read_rows(self.fd, self.layout, first_row, self._buf, self._disk.reshape(-1))
         return self._buf[:, self.cols] if self.crop_x else self._buf
 
     def _frame_view(self, k: int) -> np.ndarray:
@@ -341,6 +346,17 @@ class _Frames:
     def group(self, frames: Sequence[int], out: np.ndarray) -> np.ndarray:
         # each frame is used before the next is read
         return average_frames((self._frame_view(int(k)) for k in frames), out=out)
+
+
+def _pread_exact(fd: int, out: np.ndarray, offset: int, layout: ImageLayout) -> None:
+    """Fill *out* with the bytes at *offset* of the file (refusing a short file)."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            raise DarkPrepError(f"{layout.path}: file ends inside the {layout.extname} data (truncated file?)")
+        got += n
 
 
 class _Zeros:

@@ -56,6 +56,8 @@ def average_frames(frames: Iterable[np.ndarray], out: np.ndarray | None = None) 
                 out = np.array(frame, dtype=np.float32, copy=True)
             else:
                 np.copyto(out, frame, casting="unsafe")
+        elif frame.dtype.kind == "f" and frame.dtype.itemsize == 4:
+            np.add(out, frame, out=out)  # float32 of either byte order: float32 sums
         else:
             np.add(out, np.asarray(frame, dtype=np.float32), out=out)
         n += 1
