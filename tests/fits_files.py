@@ -87,6 +87,8 @@ def psf_file(detector: str = "NRCA1", seed: int = 0) -> bytes:
         "DETECTOR": detector,
         "FILTER": "F200W",
         "PUPIL": "CLEAR",
+        "OPD_FILE": "OPD_RevW_ote_for_NIRCam_requirements.fits.gz",
+        "OPDSLICE": 0,
         "OVERSAMP": 2,
         "NUM_PSFS": 1,
         "DET_YX0": "(1024.0, 1024.0)",

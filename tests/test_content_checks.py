@@ -25,6 +25,7 @@ from fits_files import (
     PSF_12,
     PSF_345,
     PSF_FOLDER,
+    REAL,
     cr_file,
     dark,
     fetch,
@@ -211,7 +212,24 @@ def test_a_psf_library_without_the_headers_mirage_reads_is_refused(tmp_path):
     bare = fits_bytes([fits.PrimaryHDU(np.zeros((1, 8, 8), np.float32))])
     members = [(f"{PSF_FOLDER}/nircam_nrca1_f200w_clear_fovp8_samp2_npsf1_requirements_realization0.fits", bare)]
     outcome, mirage_data = fetch(tmp_path, {PSF_12: tarball(members)})
-    refused(outcome, mirage_data, "lacks INSTRUME, DETECTOR, FILTER, OVERSAMP, DET_YX0")
+    refused(outcome, mirage_data, "lacks INSTRUME, DETECTOR, FILTER, OPD_FILE, OVERSAMP, DET_YX0")
+
+
+def test_psf_wings_are_checked_where_mirage_reads_them(tmp_path):
+    """Wings: the image and the confirming header are in extension DET_DIST (DET_NAME stands in
+    for DETECTOR, as in Mirage); a wing file without DET_DIST is refused."""
+    wings = next(e for e in REAL if e.group == "psf_wings")
+    name = f"{PSF_FOLDER}/psf_wings/nircam_nrca1_f200w_clear_fovp101_samp1_predicted_realization0.fits"
+    header = fits.Header()
+    for key, value in {"INSTRUME": "NIRCAM", "DET_NAME": "NRCA1", "FILTER": "F200W", "OPD_FILE": "x.fits"}.items():
+        header[key] = value
+    good = fits_bytes([fits.PrimaryHDU(), fits.ImageHDU(np.ones((9, 9), np.float32), header=header, name="DET_DIST")])
+    bad = fits_bytes([fits.PrimaryHDU(np.ones((9, 9), np.float32), header=header)])
+    outcome, mirage_data = fetch(tmp_path, {wings: tarball([(name, good)])}, dest="good")
+    assert not isinstance(outcome, Exception), outcome
+    outcome, mirage_data = fetch(tmp_path, {wings: tarball([(name, bad)])}, dest="bad")
+    refused(outcome, mirage_data, "has no 2-D DET_DIST extension")
+    assert layout(mirage_data) == set()
 
 
 def test_an_archive_is_installed_whole_or_not_at_all(tmp_path):

@@ -344,7 +344,8 @@ def _member_fits_check(instrument: str, group: str, detectors: tuple[str, ...], 
     base = PurePosixPath(name).name
 
     def need(header: dict, keys: tuple[str, ...], where: str) -> None:
-        missing = [k for k in keys if k not in header]
+        # Mirage falls back to DET_NAME where DETECTOR is missing (psf_selection.py).
+        missing = [k for k in keys if k not in header and not (k == "DETECTOR" and "DET_NAME" in header)]
         if missing:
             raise WrongContent(f"{what}: {where} lacks {', '.join(missing)}, which Mirage reads")
 
@@ -353,24 +354,28 @@ def _member_fits_check(instrument: str, group: str, detectors: tuple[str, ...], 
         if got != INSTRUME[instrument]:
             raise WrongContent(f"{what}: INSTRUME is {got or 'missing'}, expected {INSTRUME[instrument]}")
         if detectors:
-            det = str(header.get("DETECTOR", "")).strip().upper()
+            det = str(header.get("DETECTOR", header.get("DET_NAME", ""))).strip().upper()
             known = {_norm_detector(instrument, d) for d in detectors}
             if _norm_detector(instrument, det) not in known:
                 raise WrongContent(f"{what}: DETECTOR is {det or 'missing'}, expected one of {', '.join(detectors)}")
 
     def finish(hdus: list[Hdu]) -> None:
         primary = hdus[0]
+        # Mirage confirms a library by the header where it reads the PSFs: PRIMARY for cores,
+        # DET_DIST for wings; OPD_FILE it reads unconditionally (MIRAGE_USAGE.md section 2.2).
         if group == "psf_library":
-            need(primary.header, ("INSTRUME", "DETECTOR", "FILTER", "OVERSAMP", "DET_YX0"), "its primary header")
+            keys = ("INSTRUME", "DETECTOR", "FILTER", "OPD_FILE", "OVERSAMP", "DET_YX0")
+            need(primary.header, keys, "its primary header")
             instrument_and_detector(primary.header)
             if len(primary.shape) not in (2, 3):
                 raise WrongContent(f"{what}: primary data has shape {primary.shape}, expected (n_psf, ny, nx)")
         elif group == "psf_wings":
-            need(primary.header, ("INSTRUME", "DETECTOR"), "its primary header")
-            instrument_and_detector(primary.header)
             wings = [h for h in hdus if h.name == "DET_DIST"]
             if not wings or len(wings[0].shape) != 2:
                 raise WrongContent(f"{what}: has no 2-D DET_DIST extension, where Mirage reads PSF wings")
+            header = {**primary.header, **wings[0].header}
+            need(header, ("INSTRUME", "DETECTOR", "FILTER", "OPD_FILE"), "its DET_DIST header")
+            instrument_and_detector(header)
         elif group == "cosmic_ray_library" and base.startswith("CRs_"):
             if len(hdus) < 2 or len(hdus[1].shape) != 3:
                 raise WrongContent(f"{what}: extension 1 is not a cube of cosmic-ray stamps (m, ny, nx)")
