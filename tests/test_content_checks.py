@@ -294,6 +294,10 @@ def test_check_file_reads_headers_and_checks_the_size(tmp_path):
     path.write_bytes(dark("raw", detector="GUIDER2"))
     with pytest.raises(WrongContent, match="DETECTOR is GUIDER2, expected GUIDER1"):
         check_file(path, check_for(G1_RAW))
+    malformed = dark("raw").replace(b"NAXIS1  =                   32", b"NAXIS1  =                 'ab'", 1)
+    path.write_bytes(malformed)
+    with pytest.raises(WrongContent, match="malformed NAXIS"):
+        check_file(path, check_for(G1_RAW))
 
 
 def test_inventory_records_only_checked_files(tmp_path):

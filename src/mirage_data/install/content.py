@@ -231,7 +231,10 @@ class FitsCheck:
                 raise WrongContent(f"{self.what}: a FITS header runs past {MAX_HEADER_BLOCKS} blocks without END")
             return
         header = parse_header(raw)
-        hdu = Hdu(len(self.hdus), header, _data_bytes(header))
+        try:
+            hdu = Hdu(len(self.hdus), header, _data_bytes(header))
+        except (ValueError, TypeError):
+            raise WrongContent(f"{self.what}: a FITS header has a malformed NAXIS, BITPIX, PCOUNT or GCOUNT") from None
         self._header = bytearray()
         self._data_left = _padded(hdu.data_bytes)
         limit = self.limit() if callable(self.limit) else self.limit
