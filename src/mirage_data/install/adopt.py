@@ -472,6 +472,8 @@ def adopt_tree(
     todo = untracked_entries(mirage_data, inventory, catalog_entries or entries)
     wanted = {e.relative_path for e in entries}
     todo = [e for e in todo if e.relative_path in wanted]
+    if todo and message is not None:
+        message(f"checking {len(todo)} files already in {mirage_data} (recorded, not fetched again)")
     adopter = Adopter(
         mirage_data,
         inventory,
