@@ -158,16 +158,19 @@ def test_segment_files_named_as_mirage(tmp_path):
 
 def test_choice_is_seeded_same_detector_distinct(tmp_path):
     folder = tmp_path / "darks"
-    own = C.write_linear_dark(folder / "a.fits", nframes=3, seed=1)
-    C.write_linear_dark(folder / "b.fits", nframes=3, nints=2, seed=2)  # two integrations: two candidates
-    C.write_linear_dark(folder / "c.fits", nframes=3, seed=3)
-    C.write_linear_dark(folder / "x.fits", detector="NRCA1", nframes=3, seed=4)  # another detector
+    sub = (160, 160)  # frames the size of NRCB1_SUB160: a prepared product has the same size
+    own = C.write_linear_dark(folder / "a.fits", shape=sub, nframes=3, seed=1)
+    C.write_linear_dark(folder / "b.fits", shape=sub, nframes=3, nints=2, seed=2)  # two integrations: two candidates
+    C.write_linear_dark(folder / "c.fits", shape=sub, nframes=3, seed=3)
+    C.write_linear_dark(folder / "x.fits", shape=sub, detector="NRCA1", nframes=3, seed=4)  # another detector
     (folder / "notes.fits").write_text("not FITS")
+    C.write_linear_dark(folder / "small.fits", shape=(100, 100), nframes=3, seed=5)  # another frame size
+    prepared = prepare_dark(_exposure(tmp_path, "early", own, "RAPID", 3), folder)  # a product in the folder
     ex = read_dark_exposure(_exposure(tmp_path, "n4", own, "RAPID", 2, nint=4))
     first, seed, reused = choose_sources(ex, seed=11)
     assert (first, seed, reused) == choose_sources(ex, seed=11)
     assert first[0] == DarkSource(own, 0) and len(set(first)) == 4 and not reused
-    assert all(s.path.name != "x.fits" for s in first)
+    assert all(s.path.name not in ("x.fits", "small.fits", prepared[0].name) for s in first)
     orders = {tuple(choose_sources(ex, seed=s)[0]) for s in range(10)}
     assert len(orders) > 1
     ex5 = read_dark_exposure(_exposure(tmp_path, "n5", own, "RAPID", 2, nint=5))

@@ -222,8 +222,8 @@ class DarkSource:
         return f"{self.path.name}[{self.integration}]"
 
 
-def _dark_header(path: Path) -> tuple[fits.Header, int]:
-    """Primary header and number of integrations (SCI's first axis) of a dark."""
+def _dark_header(path: Path, with_frame: bool = False):
+    """Primary header and number of integrations (SCI's first axis) of a dark (and its frame shape)."""
     try:
         header, _, layouts = open_layouts(path, ("SCI",))
     except (OSError, ValueError) as exc:
@@ -231,6 +231,8 @@ def _dark_header(path: Path) -> tuple[fits.Header, int]:
     sci = layouts.get("SCI")
     if sci is None or len(sci.shape) != 4:
         raise DarkPrepError(f"dark {path}: no 4-D SCI extension (nints, ngroups, ny, nx)")
+    if with_frame:
+        return header, int(sci.shape[0]), tuple(sci.shape[-2:])
     return header, int(sci.shape[0])
 
 
@@ -241,21 +243,23 @@ def _detector(header: fits.Header) -> str:
 def candidate_darks(exposure: DarkExposure) -> list[Path]:
     """The darks Mirage globs for ``nint > 1`` (the yaml dark's folder), of the yaml dark's detector only.
 
-    Sorted by name; files whose DETECTOR differs (or that are not darks) are left out.
+    Sorted by name; left out: files that are not darks, whose DETECTOR or frame size differs
+    from the yaml dark's, and prepared darks written by this module (``PREPSOFT``), which a
+    dark folder that is also an output folder would otherwise offer.
     """
     if not exposure.dark.is_file():
         raise DarkPrepError(f"{exposure.yaml_path}: dark {exposure.dark} does not exist")
-    header, _ = _dark_header(exposure.dark)
+    header, _, frame = _dark_header(exposure.dark, with_frame=True)
     detector = _detector(header)
     pattern = _FGS_GLOBS.get(exposure.aperture[:4], "*.fits")
     found = []
     for name in sorted(glob(os.path.join(escape(str(exposure.dark.parent)), pattern))):
         p = Path(name)
         try:
-            h, _ = _dark_header(p)
+            h, _, f = _dark_header(p, with_frame=True)
         except DarkPrepError:
             continue
-        if _detector(h) == detector:
+        if _detector(h) == detector and f == frame and "PREPSOFT" not in h:
             found.append(p)
     if exposure.dark not in found:
         found.insert(0, exposure.dark)
