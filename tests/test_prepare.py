@@ -273,6 +273,19 @@ def test_crds_from_a_read_only_shared_cache(tmp_path, servers, collection):
     M.write_yaml(yamls, "a1.yaml")
     M.write_yaml(yamls, "nis.yaml", "niriss")
     cache = tmp_path / "my_crds"
+    dry = prepare(
+        [yamls],
+        tmp_path / "md",
+        tmp_path / "out",
+        catalog=catalog,
+        crds_path=cache,
+        crds_server=SERVERLESS_URL,
+        crds_from=shared,
+        link=True,
+        dry_run=True,
+    )
+    assert dry.exit_status == 0 and dry.crds_context == C.LATEST and not cache.exists()
+    assert set(dry.crds_names.values()) == {f"link from {shared}"} and len(dry.crds_names) == 20
     report = prepare(
         [yamls],
         tmp_path / "md",

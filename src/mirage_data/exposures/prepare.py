@@ -284,7 +284,7 @@ def prepare(
                     crds_refs[qkey] = crds_io.best_references(planner.queries[qkey], sorted(reftypes), context)
                 names = {n for refs in crds_refs.values() for n in refs.values() if "NOT FOUND" not in n.upper()}
                 for name in names:
-                    if crds_io.cached_path(name).is_file():
+                    if not from_source and crds_io.cached_path(name).is_file():
                         report.crds_names[name] = "in cache"
                     elif source is not None and crds_io._source_file(source, name, "references"):
                         report.crds_names[name] = f"{'link' if link else 'copy'} from {source}"
