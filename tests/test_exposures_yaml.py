@@ -403,6 +403,11 @@ def test_custom_psf_wings_checks(tmp_path):
     assert any("custom PSF library: no PSF wings for nircam NRCA1 F200W/CLEAR" in m for m in found), found
 
 
+def _with(path, old, new):
+    path.write_text(path.read_text().replace(old, new))
+    return path
+
+
 def test_other_modes_what_they_need(tmp_path):
     md = tmp_path / "mirage_data"
     p = planner(md)
@@ -420,7 +425,7 @@ def test_other_modes_what_they_need(tmp_path):
         )
     )
     assert "niriss/soss/niriss_soss_psfs.tar.gz" in soss.files and not any("gridded" in f for f in soss.files)
-    assert soss.problems == [] and soss.other_needs == ["source spectrum (and a transit model for time series)"]
+    assert soss.problems == [] and soss.other_needs[0] == "source spectrum (and a transit model for time series)"
     wfss = p.plan(
         read_exposure(
             M.write_yaml(
@@ -437,6 +442,16 @@ def test_other_modes_what_they_need(tmp_path):
         read_exposure(M.write_yaml(tmp_path, "nw.yaml", "niriss", mode="wfss", filter="GR150C", pupil="F200W"))
     )
     assert "POM transmission" in niriss_wfss.other_needs[0]
+    with_ghosts = _with(M.write_yaml(tmp_path, "g.yaml", "niriss"), "add_ghosts: False", "add_ghosts: True")
+    ghosts = p.plan(read_exposure(with_ghosts))
+    assert (
+        "niriss/ghosts/niriss_ghost_stamps.tar.gz" in ghosts.files
+        and "niriss/ghosts/niriss_ghost_stamps.tar.gz" in p.to_fetch
+    )
+    assert ghosts.other_needs == [
+        "network at run time: the ghost gap summary Mirage downloads from GitHub",
+        "network at run time: jwst_backgrounds' cache for bkgdrate 'low'",
+    ]
     # keys set to none are not looked up; a key missing from the yaml is (Mirage sets it to crds)
     plain = p.plan(read_exposure(M.write_yaml(tmp_path, "n.yaml", reffiles={"photom": "None", "gain": "none"})))
     assert set(plain.crds) == {

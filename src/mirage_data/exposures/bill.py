@@ -170,6 +170,7 @@ class Planner:
         self._cosmic_rays(exposure, bill)
         self._crds(exposure, bill)
         bill.other_needs = list(OTHER_NEEDS.get((exposure.instrument, exposure.mode), []))
+        self._run_time_needs(exposure, bill)
         bill.files = sorted(set(bill.files))
         return bill
 
@@ -438,6 +439,19 @@ class Planner:
             self._cache[key] = problems
         bill.psf_folder = path
         bill.problems += self._cache[key]
+
+    def _run_time_needs(self, exp: Exposure, bill: ExposureBill) -> None:
+        """Ghost stamps (a collection file) and what Mirage fetches from the network while it runs."""
+        if exp.instrument == "niriss" and exp.value("simSignals", "add_ghosts") in (True, "True", "true"):
+            entry = self._entry("niriss", "ghosts")
+            if entry is not None:
+                bill.files.append(entry.relative_path)
+                if not any((r / "niriss" / "ghosts" / "niriss_ghost_cen.fits").is_file() for r in self.roots):
+                    self.to_fetch.add(entry.relative_path)
+            bill.other_needs.append("network at run time: the ghost gap summary Mirage downloads from GitHub")
+        bkgd = str(exp.value("simSignals", "bkgdrate", "")).strip().lower()
+        if bkgd in ("low", "medium", "high") or exp.value("simSignals", "use_dateobs_for_background") in (True, "True"):
+            bill.other_needs.append(f"network at run time: jwst_backgrounds' cache for bkgdrate {bkgd!r}")
 
     def _soss(self, exp: Exposure, bill: ExposureBill) -> None:
         entry = self._entry("niriss", "soss")
