@@ -338,8 +338,8 @@ class _Frames:
         if q == 0:
             return self._view(r)
         if self._ends is None:
-            first = np.array(self._view(0))
-            self._ends = (first, np.array(self._view(self.nframes - 1)))
+            first = np.array(self._view(0), np.float32)
+            self._ends = (first, np.array(self._view(self.nframes - 1), np.float32))
             self._ext = np.empty_like(first)
         return extend_frame(self._view(r), *self._ends, q, out=self._ext)
 

@@ -38,6 +38,12 @@ def frame_source(k: int, nframes: int) -> tuple[int, int]:
     return r, q
 
 
+def _f32(a) -> np.ndarray:
+    """*a* as float32 values without a copy when it already is float32 (either byte order)."""
+    a = np.asarray(a)
+    return a if (a.dtype.kind == "f" and a.dtype.itemsize == 4) else a.astype(np.float32)
+
+
 def extend_frame(
     frame: np.ndarray, first: np.ndarray, last: np.ndarray, q: int, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -46,21 +52,22 @@ def extend_frame(
     Parameters
     ----------
     frame, first, last : ndarray
-        ``D(r)``, ``D(0)`` and ``D(n-1)`` (one shape).
+        ``D(r)``, ``D(0)`` and ``D(n-1)`` (one shape; float32 of either byte order is used as it is).
     q : int
         Repetitions of the dark's whole rise (``q = 0`` returns *frame*).
     out : ndarray of float32, optional
+        Receives the frame (no other full-frame temporary is made).
     """
     if out is None:
         out = np.empty(np.shape(frame), np.float32)
     if q == 0:
         np.copyto(out, frame, casting="unsafe")
         return out
+    first, last = _f32(first), _f32(last)
     # Mirage's order of operations for q == 1, so that results agree to the bit there
-    np.subtract(np.asarray(frame, np.float32), np.asarray(first, np.float32), out=out)
-    np.add(out, np.asarray(last, np.float32), out=out)
-    if q > 1:
-        rise = np.subtract(np.asarray(last, np.float32), np.asarray(first, np.float32))
-        rise *= np.float32(q - 1)
-        out += rise
+    np.subtract(_f32(frame), first, out=out)
+    np.add(out, last, out=out)
+    for _ in range(q - 1):  # each further rise added in place: no temporary frame
+        np.add(out, last, out=out)
+        np.subtract(out, first, out=out)
     return out
