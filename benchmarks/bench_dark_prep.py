@@ -8,7 +8,7 @@ Writes (once, reused) a synthetic 108-frame NIRCam NRCA1 linearized dark (2048 x
 SBANDREFPIX, ZEROFRAME, ZEROSBANDREFPIX float32, 3.6 GB) and a 27-frame one, and two Mirage
 yaml files on the 108-frame dark:
 
-* ``NRCA1_FULL`` DEEP8, 5 groups (100 frames averaged into 5 groups of 8);
+* ``NRCA1_FULL`` DEEP8, 5 groups (frames 0-99; each group the mean of 8 of them);
 * ``NRCA1_SUB160`` BRIGHT2, 10 groups.
 
 Each case runs as a fresh Python process, alternately: Mirage (``DarkPrep(offline=True)``,
