@@ -87,7 +87,8 @@ def prepare(inputs, **kw) -> None:
     if darks and report.written:  # prepared darks for the resolved yamls (issue 11)
         from mirage_data.darks.prep import prepare_darks
 
-        dark_run = prepare_darks(report.written, report.written[0].parent, seed=dark_seed)
+        out = report.written[0].parent  # OUT: darks in OUT/darks (the yamls' Output:directory may not exist here)
+        dark_run = prepare_darks(report.written, out, out_dir=out / "darks", seed=dark_seed)
         text += "\n" + dark_run.describe()
         status = max(status, 2 if dark_run.failed else 0)
     click.echo(text if not quiet else "\n".join(line for line in text.splitlines() if not line.startswith("    ")))
