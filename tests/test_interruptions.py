@@ -19,7 +19,7 @@ from mirage_data.download.partial import recorded_bytes
 from mirage_data.install.inventory import Inventory
 from mirage_data.install.state import partial_path
 from mirage_data.install.upkeep import installed_status, verify_install
-from support.faulty_server import FaultyServer
+from support.faulty_server import Fault, FaultyServer
 
 RATE = 1_000_000  # bytes/s per connection: slow enough to interrupt mid-file
 
@@ -126,6 +126,10 @@ def test_ctrl_c_stops_promptly_and_resumes(slow_collection, tmp_path):
     server, catalog_file, raws, total = slow_collection
     dest = tmp_path / "dest"
     rels = list(raws)
+    # Each file's response goes silent after 60 % of it until well after the Ctrl-C, so the run
+    # is interrupted mid-file however slow this machine is (an event, not a race against time).
+    for rel in rels:
+        server.add_faults(rel, Fault.stall(after_bytes=(total // 2) * 3 // 5, seconds=120))
     proc = subprocess.Popen(cli(dest, server, catalog_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: recorded(dest, rels) > total // 4)
     proc.send_signal(signal.SIGINT)
