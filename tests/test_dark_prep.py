@@ -217,6 +217,22 @@ def test_peak_memory_does_not_grow_with_the_dark(tmp_path):
     assert peaks[96] < 96 * 160 * 160 * 4 / 4, peaks  # far below one integration of SCI
 
 
+def test_bands_of_rows_give_the_whole_frame_result(tmp_path, monkeypatch):
+    """Frames averaged band by band (a short last band, columns cropped, frames continued past the
+    dark's end, zero frames from the file and from frame 0) equal the product made in one band."""
+    import mirage_data.darks.prep as prep
+
+    for name, zeroframe in (("zf", True), ("nozf", False)):
+        dark = C.write_linear_dark(tmp_path / name / "dark.fits", nframes=20, seed=3, zeroframe=zeroframe)
+        y = _exposure(tmp_path, name, dark, "DEEP8", 2)  # frames 0-27 of 20: continued; 160 of 168 columns
+        one = C.read_product(prepare_dark(y, tmp_path / f"{name}_one")[0])
+        monkeypatch.setattr(prep, "_BAND_BYTES", 7 * 168 * 4)  # bands of 7 rows: 22 full bands and one of 6
+        bands = C.read_product(prepare_dark(y, tmp_path / f"{name}_bands")[0])
+        monkeypatch.undo()
+        for ext in ("SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX"):
+            np.testing.assert_array_equal(bands[ext], one[ext], err_msg=f"{name} {ext}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one clear error, nothing written
 

@@ -158,7 +158,8 @@ def read_dark_exposure(yaml_path: str | os.PathLike) -> DarkExposure:
     """
     path = Path(yaml_path)
     try:
-        params = yaml.safe_load(path.read_text("utf-8"))
+        # libyaml's safe loader when present: the same documents as yaml.safe_load, parsed in C
+        params = yaml.load(path.read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DarkPrepError(f"{path}: cannot read it as YAML ({exc})") from None
     try:
@@ -222,15 +223,26 @@ class DarkSource:
         return f"{self.path.name}[{self.integration}]"
 
 
-def _dark_header(path: Path, with_frame: bool = False):
-    """Primary header and number of integrations (SCI's first axis) of a dark (and its frame shape)."""
+#: The images of a linearized dark (and of the product).
+_IMAGES = ("SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX")
+
+
+def _open_dark(path: Path) -> tuple[fits.Header, dict]:
+    """Primary header and the `ImageLayout` of each of `_IMAGES` present, SCI checked 4-D."""
     try:
-        header, _, layouts = open_layouts(path, ("SCI",))
+        header, _, layouts = open_layouts(path, _IMAGES)
     except (OSError, ValueError) as exc:
         raise DarkPrepError(f"dark {path}: {exc}") from None
     sci = layouts.get("SCI")
     if sci is None or len(sci.shape) != 4:
         raise DarkPrepError(f"dark {path}: no 4-D SCI extension (nints, ngroups, ny, nx)")
+    return header, layouts
+
+
+def _dark_header(path: Path, with_frame: bool = False):
+    """Primary header and number of integrations (SCI's first axis) of a dark (and its frame shape)."""
+    header, layouts = _open_dark(path)
+    sci = layouts["SCI"]
     if with_frame:
         return header, int(sci.shape[0]), tuple(sci.shape[-2:])
     return header, int(sci.shape[0])
@@ -307,9 +319,15 @@ def choose_sources(exposure: DarkExposure, seed: int | None = None) -> tuple[lis
 
 
 class _Frames:
-    """Cropped frames of one integration of one image (SCI or SBANDREFPIX) of a dark file."""
+    """Cropped frames of one integration of one image (SCI or SBANDREFPIX) of a dark file.
 
-    def __init__(self, fd: int, layout: ImageLayout, integration: int, bounds, full: bool = False) -> None:
+    All of the aperture's rows by default; `set_band` restricts reading to a band of them (so
+    that a group is averaged band by band in buffers that stay in the CPU cache).
+    """
+
+    def __init__(
+        self, fd: int, layout: ImageLayout, integration: int, bounds, full: bool = False, band_rows: int | None = None
+    ) -> None:
         self.fd, self.layout, self.integration = fd, layout, integration
         self.nframes = int(layout.shape[1])
         ny = int(layout.shape[-2])
@@ -317,15 +335,27 @@ class _Frames:
         self.ny_full, self.rows, self.cols = ny, slice(y0, y1 + 1), slice(x0, x1 + 1)
         self.crop_x = not full and (x0 != 0 or x1 != layout.shape[-1] - 1)
         n = y1 - y0 + 1
+        self.nrows = n
+        rows = n if band_rows is None else max(1, min(n, int(band_rows)))
         # big-endian float32 on disk is used as it is (numpy reads it in its sums): no conversion pass
         self._as_is = layout.disk_dtype == np.dtype(">f4") and layout.bzero == 0 and layout.bscale == 1
-        self._disk = np.empty((n, layout.shape[-1]), layout.disk_dtype)
-        self._buf = self._disk if self._as_is else np.empty((n, layout.shape[-1]), np.float32)
+        self._disk_all = np.empty((rows, layout.shape[-1]), layout.disk_dtype)
+        self._buf_all = self._disk_all if self._as_is else np.empty((rows, layout.shape[-1]), np.float32)
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
+        self.set_band(0, rows)
+
+    def set_band(self, start: int, stop: int) -> None:
+        """Read rows ``start:stop`` of the aperture from now on (at most the buffer's rows)."""
+        if not 0 <= start < stop <= min(self.nrows, start + self._disk_all.shape[0]):
+            raise ValueError(f"band {start}:{stop} of {self.nrows} rows (buffer of {self._disk_all.shape[0]})")
+        self.band = (start, stop)
+        self._disk = self._disk_all[: stop - start]
+        self._buf = self._buf_all[: stop - start]
+        self._ends = None
 
     def _view(self, k: int) -> np.ndarray:
-        """Frame *k* of the file, cropped: a view of the read buffer (valid until the next read)."""
-        first_row = (self.integration * self.nframes + k) * self.ny_full + self.rows.start
+        """Frame *k* of the file, cropped to the band: a view of the read buffer (valid until the next read)."""
+        first_row = (self.integration * self.nframes + k) * self.ny_full + self.rows.start + self.band[0]
         if self._as_is:
             _pread_exact(self.fd, self._disk, self.layout.offset + first_row * self.layout.row_bytes, self.layout)
         else:
@@ -364,16 +394,16 @@ def _pread_exact(fd: int, out: np.ndarray, offset: int, layout: ImageLayout) -> 
 
 
 class _Zeros:
-    """Zero-valued stand-in for an image a dark file lacks."""
+    """Zero-valued stand-in for an image a dark file lacks (frames of *nx* columns)."""
 
-    def __init__(self, shape) -> None:
-        self.shape = shape
+    def __init__(self, nx: int) -> None:
+        self.shape = (0, nx)
 
-    def frame(self, k, out=None):
-        if out is None:
-            return np.zeros(self.shape, np.float32)
-        out[...] = 0
-        return out
+    def set_band(self, start: int, stop: int) -> None:
+        self.shape = (stop - start, self.shape[1])
+
+    def frame(self, k):
+        return np.zeros(self.shape, np.float32)
 
     def group(self, frames, out):
         out[...] = 0
@@ -530,9 +560,10 @@ def prepare_dark(
         nx, ny, exposure.ngroup, exposure.pattern.nframe, exposure.pattern.nskip, exposure.nint, pixel_limit
     )
     suffixes = segment_suffixes(split, len(segments))
-    headers = {}
+    headers, layouts = {}, {}
     for s in dict.fromkeys(chosen):
-        h, nints = _dark_header(s.path)
+        h, layouts[s.path] = _open_dark(s.path)
+        nints = int(layouts[s.path]["SCI"].shape[0])
         if not 0 <= s.integration < nints:
             raise DarkPrepError(f"dark {s.path} has {nints} integration(s); integration {s.integration} asked for")
         headers[s.path] = h
@@ -580,7 +611,9 @@ def prepare_dark(
                     if exposure.raw:
                         padded |= linearizer.write(out, j, source, headers[source.path], tick)
                     else:
-                        padded |= _write_linearized(out, j, exposure, source, headers[source.path], tick, executor)
+                        padded |= _write_linearized(
+                            out, j, exposure, source, headers[source.path], tick, executor, layouts[source.path]
+                        )
             written.append(path)
     return PreparedDarks(written, yaml_path=exposure.yaml_path, seed=seed, sources=chosen, reused=reused, padded=padded)
 
@@ -589,12 +622,29 @@ def _reference_cards(header: fits.Header) -> dict:
     return {k: str(header[k]) for k in ("R_LINEAR", "R_MASK", "R_SATURA", "R_SUPERB") if k in header}
 
 
+#: Bytes of one band of rows (`_Frames.set_band`): a band's read buffer and its sums stay in a
+#: core's cache while a group's frames are added, and each frame byte is read from the file once.
+_BAND_BYTES = 256 * 1024
+
+
 def _write_linearized(
-    out: FitsWriter, j: int, exposure: DarkExposure, source: DarkSource, header: fits.Header, tick, executor=None
+    out: FitsWriter,
+    j: int,
+    exposure: DarkExposure,
+    source: DarkSource,
+    header: fits.Header,
+    tick,
+    executor=None,
+    layouts: dict | None = None,
 ) -> bool:
-    """Integration *j* of the product from one integration of a linearized dark; True if padded."""
-    names = ("SCI", "SBANDREFPIX", "ZEROFRAME", "ZEROSBANDREFPIX")
-    _, _, layouts = open_layouts(source.path, names)
+    """Integration *j* of the product from one integration of a linearized dark; True if padded.
+
+    SCI (with ZEROFRAME) and SBANDREFPIX (with ZEROSBANDREFPIX) are made side by side on
+    *executor*'s threads, each band of rows by band: every group of the band, then the band's
+    zero frame. Per pixel the arithmetic is that of whole frames (same sums in the same order).
+    """
+    if layouts is None:
+        layouts = _open_dark(source.path)[1]
     sci = layouts["SCI"]
     x0, y0, x1, y1 = exposure.bounds
     if y1 >= sci.shape[-2] or x1 >= sci.shape[-1]:
@@ -602,59 +652,61 @@ def _write_linearized(
             f"dark {source.path}: frames of {sci.shape[-2]} x {sci.shape[-1]} do not contain {exposure.aperture} "
             f"(columns {x0}-{x1}, rows {y0}-{y1}); use a full-frame dark"
         )
-    full = False
     dark_patt = str(header.get("READPATT", "")).strip().upper()
+    rapid = is_rapid(dark_patt)
     frames = _frame_lists(exposure, dark_patt, source)
     ny, nx = exposure.shape
+    band = max(1, _BAND_BYTES // (4 * int(sci.shape[-1])))
     fd = os.open(source.path, os.O_RDONLY)
     try:
-        data = _Frames(fd, sci, source.integration, exposure.bounds, full)
+        data = _Frames(fd, sci, source.integration, exposure.bounds, band_rows=band)
         sb_layout = layouts.get("SBANDREFPIX")
-        sb = _Frames(fd, sb_layout, source.integration, exposure.bounds, full) if sb_layout else _Zeros((ny, nx))
+        sb = _Frames(fd, sb_layout, source.integration, exposure.bounds, band_rows=band) if sb_layout else _Zeros(nx)
+        # Mirage's zero frames: a one-frame dark gives its ZEROFRAME (else frame 0) and SBANDREFPIX
+        # frame 0; a group-averaged one its ZEROFRAME (else group 0 scaled by TFRAME/TGROUP) and
+        # ZEROSBANDREFPIX (else SBANDREFPIX group 0)
+        zero_sci = (layouts.get("ZEROFRAME"), not rapid)
+        zero_sb = (None if rapid else layouts.get("ZEROSBANDREFPIX"), False)
 
-        def fill(name, images):
-            plane = np.empty((ny, nx), np.float32)
-            for g, fr in enumerate(frames):
-                out.write_plane(name, j * exposure.ngroup + g, images.group(fr, plane), may_modify=True)
+        def fill(name: str, images, zero_name: str, zero: tuple) -> None:
+            zero_layout, estimate = zero
+            plane = np.empty((band, nx), np.float32)
+            for start in range(0, ny, band):
+                stop = min(ny, start + band)
+                rows = slice(start, stop)
+                images.set_band(start, stop)
+                part = plane[: stop - start]
+                for g, fr in enumerate(frames):
+                    out.write_rows(name, j * exposure.ngroup + g, rows, images.group(fr, part), may_modify=True)
+                if zero_layout is not None:
+                    z = _image3_rows(fd, zero_layout, source.integration, exposure.bounds, rows)
+                elif estimate:
+                    z = _zero_estimate(images.frame(0), header)
+                else:
+                    z = images.frame(0)
+                out.write_rows(zero_name, j, rows, z, may_modify=True)
 
-        jobs = (("SCI", data), ("SBANDREFPIX", sb))
+        jobs = (("SCI", data, "ZEROFRAME", zero_sci), ("SBANDREFPIX", sb, "ZEROSBANDREFPIX", zero_sb))
         if executor is None:
             for job in jobs:
                 fill(*job)
-        else:  # SCI and SBANDREFPIX side by side (reading, conversion and sums release the GIL)
+        else:  # side by side (reading, sums and writing release the GIL)
             for f in [executor.submit(fill, *job) for job in jobs]:
                 f.result()
         for _ in frames:
             tick()
         padded = int(frames.max()) >= data.nframes
-        zero_layout = layouts.get("ZEROFRAME")
-        zero = _image3(fd, zero_layout, source.integration, exposure.bounds, full) if zero_layout else None
-        if is_rapid(dark_patt):
-            # Mirage: the file's ZEROFRAME (else frame 0), and SBANDREFPIX frame 0
-            zsb = sb.frame(0)
-            if zero is None:
-                zero = data.frame(0)
-        else:
-            zsb_layout = layouts.get("ZEROSBANDREFPIX")
-            if zsb_layout is not None:
-                zsb = _image3(fd, zsb_layout, source.integration, exposure.bounds, full)
-            else:
-                zsb = sb.frame(0)
-            if zero is None:
-                zero = _zero_estimate(data.frame(0), header)
-        out.write_plane("ZEROFRAME", j, zero, may_modify=True)
-        out.write_plane("ZEROSBANDREFPIX", j, zsb, may_modify=True)
     finally:
         os.close(fd)
     return padded
 
 
-def _image3(fd: int, layout: ImageLayout, integration: int, bounds, full: bool) -> np.ndarray:
-    """Plane *integration* of a 3-D image (nints, ny, nx), cropped."""
+def _image3_rows(fd: int, layout: ImageLayout, integration: int, bounds, rows: slice) -> np.ndarray:
+    """Rows *rows* (of the aperture) of plane *integration* of a 3-D image (nints, ny, nx), cropped."""
     ny, nx_full = int(layout.shape[-2]), int(layout.shape[-1])
-    x0, y0, x1, y1 = (0, 0, nx_full - 1, ny - 1) if full else bounds
-    buf = np.empty((y1 - y0 + 1, nx_full), np.float32)
-    read_rows(fd, layout, integration * ny + y0, buf)
+    x0, y0, x1, _ = bounds
+    buf = np.empty((rows.stop - rows.start, nx_full), np.float32)
+    read_rows(fd, layout, integration * ny + y0 + rows.start, buf)
     return np.ascontiguousarray(buf[:, x0 : x1 + 1])
 
 
