@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import multiprocessing
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BatchSetupError", "BatchExecutor", "open_executor", "DASK_EXTRA"]
+__all__ = ["BatchSetupError", "BatchExecutor", "check_executor_options", "open_executor", "DASK_EXTRA"]
 
 #: How to install the optional Dask support.
 DASK_EXTRA = 'pip install "mirage-data[dask]"'
@@ -76,6 +77,24 @@ def _dask_threads(client) -> int:
     return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
 
 
+def check_executor_options(
+    *, scheduler: str | None = None, workers: int | None = None, jobs: int | None = None, threads_per_worker: int = 1
+) -> None:
+    """Refuse contradictory or meaningless executor options (before any work starts).
+
+    Raises
+    ------
+    BatchSetupError
+    """
+    if scheduler is not None and workers is not None:
+        raise BatchSetupError("give either --scheduler (an existing cluster) or --workers (a local one), not both")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise BatchSetupError(f"--scheduler must be a scheduler address or file, not {scheduler!r}")
+    for name, value in (("workers", workers), ("jobs", jobs), ("threads_per_worker", threads_per_worker)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise BatchSetupError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
 @contextlib.contextmanager
 def open_executor(
     *,
@@ -110,11 +129,7 @@ def open_executor(
         Both ``scheduler`` and ``workers`` given, a count below 1, Dask missing, or the
         scheduler unreachable.
     """
-    if scheduler is not None and workers is not None:
-        raise BatchSetupError("give either --scheduler (an existing cluster) or --workers (a local one), not both")
-    for name, value in (("workers", workers), ("jobs", jobs), ("threads_per_worker", threads_per_worker)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise BatchSetupError(f"{name} must be a whole number of at least 1, not {value!r}")
+    check_executor_options(scheduler=scheduler, workers=workers, jobs=jobs, threads_per_worker=threads_per_worker)
     if executor is not None:
         yield BatchExecutor(executor, f"the given executor ({type(executor).__name__})", workers=jobs or 1)
         return
@@ -155,6 +170,8 @@ def open_executor(
                 processes=True,
                 dashboard_address="127.0.0.1:0",
                 host="127.0.0.1",
+                # a failing task is reported once, by run_tasks, not also as a worker traceback
+                silence_logs=logging.CRITICAL,
             )
             stack.callback(cluster.close)
             dask_client = distributed.Client(cluster)

@@ -236,6 +236,9 @@ def run_tasks(
         for future in running:
             future.cancel()
         raise
+    finally:
+        for folder in {p.parent for t in tasks for p in t.outputs}:
+            remove_stale_temporaries(folder)  # of workers killed during this run
     return BatchSummary([outcomes[i] for i in range(total)])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import _fail, main
+from .main import _fail, cluster_options, main
 
 
 @main.command("linearize")
@@ -36,6 +36,7 @@ from .main import _fail, main
     help="Output file (one RAW) or folder (default: the collection's name, beside RAW).",
 )
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Files at once with --all.")
+@cluster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--include-dq", is_flag=True, help="Also write PIXELDQ and GROUPDQ.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -51,6 +52,9 @@ def linearize(
     no_crds,
     output,
     jobs,
+    scheduler,
+    workers,
+    threads_per_worker,
     overwrite,
     include_dq,
     quiet,
@@ -63,6 +67,7 @@ def linearize(
     """
     import time
 
+    from mirage_data.batch.executors import BatchSetupError
     from mirage_data.calibration.reference_files import CalibrationDirectory, CalibrationError
     from mirage_data.darks.batch import default_output_name, linearize_all
     from mirage_data.darks.linearize import DarkFormatError, linearize_dark
@@ -75,28 +80,30 @@ def linearize(
             if any(given.values()):
                 _fail("--all chooses reference files per detector: use --calibration-dir (or CRDS), not --mask etc.")
 
-            def show(event) -> None:
-                if quiet and event.kind != "failed":
-                    return
-                where = f"[{event.index}/{event.total}]"
-                if event.kind == "start":
-                    click.echo(f"{where} linearizing {event.raw.name}")
-                elif event.kind == "done":
-                    click.echo(f"{where} done {event.output} ({event.seconds:.1f} s)")
-                elif event.kind == "skipped":
-                    click.echo(f"{where} exists, skipped {event.output}")
-                else:
-                    click.echo(f"{where} FAILED {event.raw}: {event.error}", err=True)
+            if (scheduler or workers) and jobs:
+                _fail("--jobs is for local worker processes; with --scheduler or --workers the cluster sets the pace")
+
+            def failures(event) -> None:  # the display shows everything else
+                if quiet and event.kind == "failed":
+                    click.echo(f"[{event.index}/{event.total}] FAILED {event.raw}: {event.error}", err=True)
 
             summary = linearize_all(
                 mirage_data,
                 calibration_dir=calibration_dir,
                 use_crds=not no_crds,
                 jobs=jobs,
+                scheduler=scheduler,
+                workers=workers,
+                threads_per_worker=threads_per_worker,
                 overwrite=overwrite,
                 include_dq=include_dq,
-                progress=show,
+                progress=failures,
+                display=not quiet,
             )
+            if summary.tasks is not None and not quiet:
+                click.echo("per file:")
+                for line in summary.tasks.table()[:-1]:
+                    click.echo(f"  {line}")
             click.echo(
                 f"{len(summary.done)} linearized, {len(summary.skipped)} already there, {len(summary.failed)} failed"
             )
@@ -129,7 +136,7 @@ def linearize(
             )
             if not quiet:
                 click.echo(f"{path} -> {target} ({time.perf_counter() - t0:.1f} s)")
-    except (DarkFormatError, CalibrationError, FileExistsError, FileNotFoundError) as exc:
+    except (DarkFormatError, CalibrationError, BatchSetupError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was left", 130)

@@ -18,7 +18,6 @@ from mirage_data.collection.catalog import CatalogError
 from mirage_data.collection.layout import export_lines
 from mirage_data.collection.selection import DARK_TYPES, PSF_VERSIONS, SelectionError
 from mirage_data.download.errors import DownloadFailed, DownloadFolderError, LockedError, NotEnoughSpace
-from mirage_data.install.upkeep import NotAnInstall
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -33,7 +32,7 @@ def _user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (SelectionError, CatalogError, NotAnInstall, FileNotFoundError, DownloadFolderError) as exc:
+        except (SelectionError, CatalogError, FileNotFoundError, DownloadFolderError) as exc:  # NotAnInstall too
             _fail(str(exc))
         except (NotEnoughSpace, LockedError) as exc:
             _fail(str(exc), 1)
@@ -190,3 +189,30 @@ def _print_export(mirage_data: Path, summary: str) -> None:
     click.echo("Point Mirage at the files with (sh/bash/zsh, then csh/tcsh):")
     for line in export_lines(mirage_data):
         click.echo(f"  {line}")
+
+
+def cluster_options(func):
+    """``--scheduler``, ``--workers``, ``--threads-per-worker``: run the tasks on Dask."""
+    options = [
+        click.option(
+            "--scheduler",
+            envvar="MIRAGE_DATA_SCHEDULER",
+            help="Run the tasks on this Dask cluster: scheduler address (tcp://host:8786) or scheduler file "
+            '[env: MIRAGE_DATA_SCHEDULER]. Needs pip install "mirage-data[dask]".',
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 256),
+            help="Run the tasks on a local Dask cluster of this many worker processes.",
+        ),
+        click.option(
+            "--threads-per-worker",
+            type=click.IntRange(1, 64),
+            default=1,
+            show_default=True,
+            help="Threads of each --workers process (one task each).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

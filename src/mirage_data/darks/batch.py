@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import sys
 import types
@@ -19,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from astropy.io import fits
 
+from mirage_data.batch.run import BatchSummary
 from mirage_data.calibration.reference_files import CalibrationDirectory, CalibrationError, resolve_calibration
 from mirage_data.collection.catalog import INSTRUMENTS, linearized_name
 
@@ -122,11 +122,16 @@ class LinearizeEvent:
 
 @dataclass
 class LinearizeSummary:
-    """Outcome of `linearize_all`: lists of output paths, and (raw path, error) pairs."""
+    """Outcome of `linearize_all`: lists of output paths, and (raw path, error) pairs.
+
+    ``tasks`` has every file's outcome as a `mirage_data.batch.run.BatchSummary` (its
+    ``table()`` is the per-task summary the command prints).
+    """
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    tasks: BatchSummary | None = None
 
     @property
     def ok(self) -> bool:
@@ -140,18 +145,27 @@ def linearize_all(
     use_crds: bool = True,
     jobs: int | None = None,
     executor: cf.Executor | None = None,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
     overwrite: bool = False,
     include_dq: bool = False,
     fsync: bool = True,
     record: bool = True,
     progress: Callable[[LinearizeEvent], None] | None = None,
+    display: bool = False,
 ) -> LinearizeSummary:
     """Linearize every raw dark of a MIRAGE_DATA folder into ``darks/linearized``.
 
-    Outputs that exist are skipped (an output only exists once complete, see
-    `linearize_dark`), so an interrupted run resumes where it stopped. Files run as separate
-    tasks; a failure of one file is reported and the others go on. Each output is recorded in
-    the folder's inventory as made locally (size and sha256), so that ``mirage-data status``
+    Each file is one task, run in local worker processes, on a local Dask cluster
+    (*workers*), on an existing one (*scheduler* or *client*) or on any *executor*. This
+    process alone looks up the calibration files (CRDS included) and writes the inventory;
+    the tasks only read their inputs and write their output (atomically). An output that
+    exists and is complete (its size agrees with its headers, and with the inventory where
+    recorded) is skipped, so a rerun after a failure or a kill does only what is left. A
+    failure of one file is reported and the others go on. Each output is recorded in the
+    folder's inventory as made locally (size and sha256), so that ``mirage-data status``
     counts it and ``verify`` re-hashes it.
 
     Parameters
@@ -163,10 +177,18 @@ def linearize_all(
     use_crds : bool
         Ask CRDS for reference files not found otherwise.
     jobs : int, optional
-        Files at once (default: the number of CPUs, at most 4; each needs about 0.5 GB).
+        Local worker processes when no Dask cluster is used (default: CPUs, at most 4; each
+        file needs about 0.3 GB).
     executor : concurrent.futures.Executor, optional
-        Where the files run (e.g. a Dask client's ``get_executor()``); not shut down here.
-        Default: *jobs* worker processes started for this call.
+        Where the files run; not shut down here.
+    client : distributed.Client, optional
+        A Dask client to run the files on; not closed here.
+    scheduler : str, optional
+        Address (or scheduler-file path) of an existing Dask scheduler.
+    workers : int, optional
+        Start a local Dask cluster of this many worker processes.
+    threads_per_worker : int
+        Threads per local Dask worker (each file uses one).
     overwrite : bool
         Linearize again files whose output exists.
     include_dq : bool
@@ -178,20 +200,30 @@ def linearize_all(
         Record the outputs in the inventory.
     progress : callable(LinearizeEvent), optional
         Called in this process as files start, finish, are skipped or fail.
+    display : bool
+        Show one progress display for the whole batch on standard output (a bar on a
+        terminal, plain lines otherwise; the Dask dashboard address when there is one).
 
     Returns
     -------
     LinearizeSummary
     """
+    from mirage_data.batch.display import make_batch_display
+    from mirage_data.batch.executors import check_executor_options, open_executor
+    from mirage_data.batch.run import Task, run_tasks
+
+    check_executor_options(scheduler=scheduler, workers=workers, jobs=jobs, threads_per_worker=threads_per_worker)
     pairs = find_raw_darks(mirage_data)
     root = _mirage_data_root(mirage_data)
     summary = LinearizeSummary()
     total = len(pairs)
     emit = progress or (lambda event: None)
     directory = CalibrationDirectory(calibration_dir) if calibration_dir is not None else None
-    todo = []
+    recorder = _Recorder(root) if record else None
+    tasks, raws, pre_failed = [], {}, []
+    options = {"include_dq": include_dq, "overwrite": True, "fsync": fsync, "threads": 1}
     for index, (raw, output) in enumerate(pairs, start=1):
-        if output.exists() and not overwrite:
+        if not overwrite and _finished(output, root, recorder):
             summary.skipped.append(output)
             emit(LinearizeEvent("skipped", raw, output, index, total))
             continue
@@ -201,54 +233,71 @@ def linearize_all(
             output.parent.mkdir(parents=True, exist_ok=True)
         except (DarkFormatError, CalibrationError, OSError) as exc:
             summary.failed.append((raw, str(exc)))
+            pre_failed.append((raw, output, str(exc)))
             emit(LinearizeEvent("failed", raw, output, index, total, error=str(exc)))
             continue
-        todo.append((index, raw, output, paths))
-    if not todo:
+        key = raw.relative_to(root).as_posix()
+        raws[key] = (index, raw, output)
+        tasks.append(Task(key, linearize_job, (str(raw), str(output), paths, options), outputs=(output,)))
+    if not tasks:
         return summary
-    jobs = jobs or max(1, min(os.cpu_count() or 1, 4))
-    workers = min(jobs, len(todo))
-    options = {"include_dq": include_dq, "overwrite": overwrite, "fsync": fsync}
-    if workers > 1:
-        options["threads"] = 1  # the files already share the CPUs
-    inventory = _Recorder(root) if record else None
-    with contextlib.ExitStack() as stack:
-        own_pool = executor is None
-        if own_pool:
-            # spawn: workers must not inherit locks of threads the caller may be running
-            context = multiprocessing.get_context("spawn")
-            executor = stack.enter_context(cf.ProcessPoolExecutor(max_workers=workers, mp_context=context))
-        pending = list(todo)
-        running = {}
 
-        def submit_next() -> None:
-            index, raw, output, paths = pending.pop(0)
+    def on_event(event) -> None:
+        index, raw, output = raws[event.task.key]
+        outcome = event.outcome
+        if event.kind == "start":
             emit(LinearizeEvent("start", raw, output, index, total))
-            with _workers_skip_main() if own_pool else contextlib.nullcontext():
-                future = executor.submit(linearize_job, str(raw), str(output), paths, options)
-            running[future] = (index, raw, output)
+        elif event.kind == "done":
+            seconds, size, sha256 = outcome.value
+            if recorder is not None:
+                recorder.add(raw, output, size, sha256)
+            summary.done.append(output)
+            emit(LinearizeEvent("done", raw, output, index, total, seconds=seconds))
+        elif event.kind == "failed":
+            summary.failed.append((raw, outcome.error))
+            emit(LinearizeEvent("failed", raw, output, index, total, error=outcome.error))
+        if show is not None:
+            show(event)
 
-        # keep exactly `workers` files in flight, so that "start" means started
-        while pending and len(running) < workers:
-            submit_next()
-        while running:
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                index, raw, output = running.pop(future)
-                try:
-                    seconds, size, sha256 = future.result()
-                    if inventory is not None:
-                        inventory.add(raw, output, size, sha256)
-                except Exception as exc:  # reported per file; the other files go on
-                    message = str(exc) or type(exc).__name__
-                    summary.failed.append((raw, message))
-                    emit(LinearizeEvent("failed", raw, output, index, total, error=message))
-                else:
-                    summary.done.append(output)
-                    emit(LinearizeEvent("done", raw, output, index, total, seconds=seconds))
-                if pending:
-                    submit_next()
+    if jobs is None and executor is None:
+        jobs = max(1, min(os.cpu_count() or 1, 4, len(tasks)))
+    with open_executor(
+        scheduler=scheduler,
+        workers=workers,
+        jobs=jobs,
+        threads_per_worker=threads_per_worker,
+        client=client,
+        executor=executor,
+    ) as batch:
+        show = make_batch_display(len(tasks), where=batch.description, dashboard=batch.dashboard) if display else None
+        at_once = min(batch.workers, len(tasks))
+        # one thread per file when files run side by side (Dask workers: the threads they were given)
+        options["threads"] = 1 if at_once > 1 or batch.client is not None else None
+        local_pool = isinstance(batch.executor, cf.ProcessPoolExecutor) and executor is None
+        try:
+            with _workers_skip_main() if local_pool else contextlib.nullcontext():
+                summary.tasks = run_tasks(tasks, batch, on_event=on_event, in_flight=at_once)
+        finally:
+            if show is not None:
+                show.close()
     return summary
+
+
+def _finished(output: Path, root: Path, recorder: _Recorder | None) -> bool:
+    """True if *output* exists and is complete: its size agrees with its FITS headers and,
+    where the inventory records it, with the record."""
+    from mirage_data.io.fits import FitsLayoutError, open_layouts
+
+    try:
+        size = output.stat().st_size
+        open_layouts(output)
+    except (FileNotFoundError, FitsLayoutError, OSError):
+        return False
+    if recorder is not None:
+        recorded = recorder.recorded_size(output)
+        if recorded is not None and recorded != size:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -280,6 +329,14 @@ class _Recorder:
         self.root = root
         self.inventory = Inventory.load(root)
         self.catalog = remembered_catalog(root)
+
+    def recorded_size(self, output: Path) -> int | None:
+        """Size of *output* as the inventory records it (None when not recorded)."""
+        out_rel = output.relative_to(self.root).as_posix()
+        record = self.inventory.get(out_rel + ".gz") or self.inventory.get(out_rel)
+        if record is None:
+            return None
+        return next((f.size for f in record.files if f.path == out_rel), None)
 
     def add(self, raw: Path, output: Path, size: int, sha256: str) -> None:
         from mirage_data.install.inventory import MADE, InstalledFile, Record

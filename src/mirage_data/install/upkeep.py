@@ -33,7 +33,6 @@ from mirage_data.collection.catalog import INSTRUMENTS, Catalog, CatalogError, g
 from mirage_data.io.atomic import atomic_write_text
 from mirage_data.progress import QuietProgress
 
-from .adopt import untracked_entries
 from .content import installed_digest
 from .inventory import ADOPTED, INSTALLED, MODIFIED, Inventory
 from .state import state_dir
@@ -121,6 +120,8 @@ def installed_status(
     not hashes) that writes nothing."""
     catalog = catalog or remembered_catalog(mirage_data)
     inventory = inventory or Inventory.load(mirage_data)
+    from .adopt import untracked_entries  # here: adopting pulls in the gzip stack, status alone does not
+
     untracked = {e.relative_path for e in untracked_entries(mirage_data, inventory, catalog)}
     rows = []
     for inst, title, entries in grouped(catalog):
