@@ -622,9 +622,9 @@ def _reference_cards(header: fits.Header) -> dict:
     return {k: str(header[k]) for k in ("R_LINEAR", "R_MASK", "R_SATURA", "R_SUPERB") if k in header}
 
 
-#: Bytes of one band of rows (`_Frames.set_band`): a band's read buffer and its sums stay in a
-#: core's cache while a group's frames are added, and each frame byte is read from the file once.
-_BAND_BYTES = 256 * 1024
+#: Bytes of one band of rows (`_Frames.set_band`): a band's read buffer and its sums stay in the CPU
+#: caches while a group's frames are added (1 MiB: fastest of 0.25-4 MiB measured on 2048 columns).
+_BAND_BYTES = 1 << 20
 
 
 def _write_linearized(
