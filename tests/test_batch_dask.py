@@ -185,3 +185,74 @@ def test_missing_dask_names_the_extra(tmp_path):
         text=True,
     )
     assert both.returncode == 2 and "not both" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_prepared_darks_of_a_program_on_the_cluster(tmp_path, cluster):
+    """One task per exposure: the same bytes as one process, a bad exposure reported, a rerun
+    that skips what is there (and keeps its entries in the map)."""
+    import json
+
+    import dark_prep_cases as C
+    from mirage_data.darks.programs import DARK_MAP_NAME, prepare_darks
+
+    dark = C.write_linear_dark(tmp_path / "d" / "dark.fits", nframes=6)
+
+    def program(folder: Path) -> list[Path]:
+        yamls = []
+        for k, (patt, ngroup) in enumerate((("RAPID", 3), ("BRIGHT2", 2), ("BRIGHT1", 3))):
+            yamls.append(
+                C.write_yaml(
+                    folder / f"exp{k}.yaml",
+                    instrument="nircam",
+                    aperture="NRCB1_SUB160",
+                    readpatt=patt,
+                    ngroup=ngroup,
+                    nint=1,
+                    out_dir=folder / "out",
+                    linearized=dark,
+                )
+            )
+        bad = C.write_yaml(
+            folder / "bad.yaml",
+            instrument="nircam",
+            aperture="NRCB1_SUB160",
+            readpatt="RAPID",
+            ngroup=2,
+            nint=1,
+            out_dir=folder / "out",
+            linearized=tmp_path / "d" / "absent.fits",
+        )
+        return [*yamls, bad]
+
+    local_yamls, cluster_yamls = program(tmp_path / "local"), program(tmp_path / "cluster")
+    local = prepare_darks(local_yamls, tmp_path / "local", out_dir=tmp_path / "local" / "darks", seed=3)
+    spread = prepare_darks(
+        cluster_yamls, tmp_path / "cluster", out_dir=tmp_path / "cluster" / "darks", seed=3, client=cluster
+    )
+    assert len(local.prepared) == len(spread.prepared) == 3
+    assert [p.name for p, _ in spread.failed] == ["bad.yaml"]
+    assert spread.tasks.table()[-1] == "3 done, 0 already there, 1 failed"
+
+    from astropy.io import fits
+
+    def darks(folder):
+        return sorted((folder / "darks").iterdir())
+
+    ours, theirs = darks(tmp_path / "local"), darks(tmp_path / "cluster")
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 3
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.stat().st_size == b.stat().st_size
+        with fits.open(a) as ha, fits.open(b) as hb:
+            for x, y in zip(ha, hb, strict=True):
+                # the headers name each run's own yaml; everything else is the same, bit for bit
+                ka = [(c.keyword, c.value) for c in x.header.cards if c.keyword != "YAMLFILE"]
+                kb = [(c.keyword, c.value) for c in y.header.cards if c.keyword != "YAMLFILE"]
+                assert ka == kb
+                if x.data is not None:
+                    assert x.data.tobytes() == y.data.tobytes()
+    again = prepare_darks(
+        cluster_yamls, tmp_path / "cluster", out_dir=tmp_path / "cluster" / "darks", seed=3, client=cluster
+    )
+    assert sorted(again.skipped) == sorted(cluster_yamls[:3]) and again.prepared == []
+    entries = json.loads((tmp_path / "cluster" / DARK_MAP_NAME).read_text())
+    assert sorted(entries) == sorted(str(y) for y in cluster_yamls[:3])

@@ -233,6 +233,24 @@ def test_bands_of_rows_give_the_whole_frame_result(tmp_path, monkeypatch):
             np.testing.assert_array_equal(bands[ext], one[ext], err_msg=f"{name} {ext}")
 
 
+def test_linearized_dark_path_imports_no_heavy_packages(tmp_path):
+    """A whole process preparing a linearized dark imports neither pysiaf (SIAF bounds cached),
+    nor the network or pipeline packages: their imports would dominate a small dark's time."""
+    import subprocess
+    import sys
+
+    y = _exposure(tmp_path, "imp", C.write_linear_dark(tmp_path / "d" / "dark.fits", nframes=4), "RAPID", 2)
+    prepare_dark(y, tmp_path / "warm")  # the SIAF bounds cache exists from here on
+    code = (
+        "import sys; from mirage_data.darks.prep import prepare_dark; "
+        f"prepare_dark({str(y)!r}, {str(tmp_path / 'out')!r}); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'pysiaf', 'requests', 'isal', 'crds', 'jwst', 'stdatamodels', 'stcal', 'dask', 'rich', 'click'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one clear error, nothing written
 
@@ -304,7 +322,7 @@ def test_existing_product_kept_when_a_rerun_fails(tmp_path):
 def test_map_of_yamls_to_prepared_darks(tmp_path):
     import json
 
-    from mirage_data.darks.prep import DARK_MAP_NAME, prepare_darks
+    from mirage_data.darks.programs import DARK_MAP_NAME, prepare_darks
 
     dark = C.write_linear_dark(tmp_path / "d" / "dark.fits", nframes=4)
     good = _exposure(tmp_path, "good", dark, "BRIGHT2", 2)

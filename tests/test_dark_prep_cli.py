@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import dark_prep_cases as D
 import mirage_yamls as M
 from mirage_data.cli import main
-from mirage_data.darks.prep import DARK_MAP_NAME
+from mirage_data.darks.programs import DARK_MAP_NAME
 from test_prepare import collection, crds_files, no_network, servers  # noqa: F401 (fixtures)
 
 

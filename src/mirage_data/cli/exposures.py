@@ -8,7 +8,7 @@ import click
 
 from mirage_data.progress import make_progress
 
-from .main import _transfer, _user_errors, main, transfer_options
+from .main import _transfer, _user_errors, cluster_options, main, transfer_options
 
 
 @main.command()
@@ -49,6 +49,7 @@ from .main import _transfer, _user_errors, main, transfer_options
     help="Also write each exposure's prepared dark (Mirage's dark_prep product) for override_dark.",
 )
 @click.option("--dark-seed", type=int, help="Seed of the choice of darks for nint > 1 [default: per exposure].")
+@cluster_options
 @transfer_options
 @_user_errors
 def prepare(inputs, **kw) -> None:
@@ -62,6 +63,12 @@ def prepare(inputs, **kw) -> None:
     options = _transfer(kw)
     quiet = kw.pop("quiet")
     darks, dark_seed = kw.pop("darks"), kw.pop("dark_seed")
+    cluster = {k: kw.pop(k) for k in ("scheduler", "workers", "threads_per_worker")}
+    if (cluster["scheduler"] or cluster["workers"]) and not darks:
+        raise click.UsageError("--scheduler and --workers run the prepared darks (--darks) as tasks; add --darks")
+    from mirage_data.batch.executors import check_executor_options
+
+    check_executor_options(**cluster)
     report = run(
         list(inputs),
         kw.pop("mirage_data"),
@@ -85,10 +92,20 @@ def prepare(inputs, **kw) -> None:
     text = report.describe()
     status = report.exit_status
     if darks and report.written:  # prepared darks for the resolved yamls (issue 11)
-        from mirage_data.darks.prep import prepare_darks
+        from mirage_data.darks.programs import prepare_darks
 
         out = report.written[0].parent  # OUT: darks in OUT/darks (the yamls' Output:directory may not exist here)
-        dark_run = prepare_darks(report.written, out, out_dir=out / "darks", seed=dark_seed)
+        on_cluster = cluster["scheduler"] or cluster["workers"]
+        dark_run = prepare_darks(
+            report.written,
+            out,
+            out_dir=out / "darks",
+            seed=dark_seed,
+            display=bool(on_cluster) and not quiet,
+            **(cluster if on_cluster else {}),
+        )
+        if dark_run.tasks is not None and not quiet:
+            text += "\nprepared darks, per exposure:\n" + "\n".join(f"  {line}" for line in dark_run.tasks.table())
         text += "\n" + dark_run.describe()
         status = max(status, 2 if dark_run.failed else 0)
     click.echo(text if not quiet else "\n".join(line for line in text.splitlines() if not line.startswith("    ")))
