@@ -35,9 +35,14 @@ Where Mirage 2.5 is wrong, this does instead (MIRAGE_USAGE.md 1.10):
   crashes), with their own ZEROFRAME/ZEROSBANDREFPIX.
 
 Memory: a few frames of the aperture (plus, for raw darks, the calibration arrays and a
-full-frame group), whatever the length of the dark or the exposure: frames are read one at a
-time (``os.preadv``, only the aperture's rows) and the output written plane by plane into a
-file that appears under its name only when complete.
+full-frame group), whatever the length of the dark or the exposure. A linearized dark is read
+band of rows by band (``os.preadv``, only the aperture's rows; 1 MiB bands that stay in the CPU
+caches while a group's frames are added), SCI and SBANDREFPIX side by side on two threads, and
+the output written band by band into a file that appears under its name only when complete.
+
+Why one module: reading the yaml, choosing the integrations, reading and continuing frames and
+writing the product all work on one `DarkExposure` and one product layout; split, the parts
+would only pass those private details between modules.
 """
 
 from __future__ import annotations
@@ -656,7 +661,7 @@ def _write_linearized(
     rapid = is_rapid(dark_patt)
     frames = _frame_lists(exposure, dark_patt, source)
     ny, nx = exposure.shape
-    band = max(1, _BAND_BYTES // (4 * int(sci.shape[-1])))
+    band = min(ny, max(1, _BAND_BYTES // (4 * int(sci.shape[-1]))))
     fd = os.open(source.path, os.O_RDONLY)
     try:
         data = _Frames(fd, sci, source.integration, exposure.bounds, band_rows=band)
