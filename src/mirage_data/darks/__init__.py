@@ -1,9 +1,9 @@
 """Darks for Mirage: open a raw dark (raw), linearize one (linearize), linearize many and
-record them (batch, optionally through an executor); Mirage's prepared dark for an exposure
-(prep: cropped to its aperture (apertures), in its readout pattern (readout), split into
-Mirage's segments (segments)).
+record them (batch); Mirage's prepared dark for an exposure (prep: cropped to its aperture
+(apertures), in its readout pattern (readout), split into Mirage's segments (segments)), and for
+a whole program with a yaml -> darks map (programs).
 
 May import ``ramp``, ``calibration``, ``io``, ``collection``, ``install`` and ``batch``
-(``install`` and ``batch`` only in the parent process's modules, ``batch.py`` and the batch
-part of ``prep.py``: worker tasks import ``linearize`` or ``prep`` alone).
+(``install`` and ``batch`` only in the parent process's modules, ``batch.py`` and
+``programs.py``: worker tasks import ``linearize`` or ``prep`` alone).
 """

@@ -80,9 +80,6 @@ __all__ = [
     "prepared_name",
     "mirage_lines",
     "PRODUCT_SUFFIX",
-    "DarkPrepRun",
-    "prepare_darks",
-    "DARK_MAP_NAME",
 ]
 
 PRODUCT_SUFFIX = "_linear_dark_prep_object.fits"
@@ -919,97 +916,3 @@ def mirage_lines(yaml_path: str | os.PathLike, darks: Sequence[str | os.PathLike
         f"sim = {cls}({arg}={target}, override_dark={override})",
         "sim.create()",
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Many exposures: the darks, a map from yaml to darks, the lines that run Mirage
-
-DARK_MAP_NAME = "prepared_darks.json"
-
-
-@dataclass
-class DarkPrepRun:
-    """Prepared darks of several yaml files.
-
-    Attributes
-    ----------
-    prepared : list of PreparedDarks
-    failed : list of (Path, str)
-        Yaml files whose dark could not be prepared, with the reason (one line).
-    map_path : Path or None
-        The JSON map written (yaml -> darks, seed, sources, Python lines).
-    """
-
-    prepared: list[PreparedDarks] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    map_path: Path | None = None
-
-    def describe(self) -> str:
-        lines = []
-        for p in self.prepared:
-            note = (" (darks reused: fewer than nint)" if p.reused else "") + (
-                " (ramp continued past the dark's end)" if p.padded else ""
-            )
-            lines.append(f"{p.yaml_path.name}: {len(p)} prepared dark file(s), seed {p.seed}{note}")
-            lines += [f"    {line}" for line in mirage_lines(p.yaml_path, list(p), p.mode)]
-        lines += [f"{path.name}: error: {why}" for path, why in self.failed]
-        if self.map_path is not None:
-            lines.append(f"map of yaml files to prepared darks: {self.map_path}")
-        return "\n".join(lines)
-
-
-def prepare_darks(
-    yaml_paths: Sequence[str | os.PathLike],
-    map_dir: str | os.PathLike | None = None,
-    *,
-    out_dir: str | os.PathLike | None = None,
-    seed: int | None = None,
-    **options,
-) -> DarkPrepRun:
-    """`prepare_dark` for each yaml file (a failure is reported and the others carry on).
-
-    Parameters
-    ----------
-    yaml_paths : sequence of path-like
-    map_dir : path-like, optional
-        Where to write `DARK_MAP_NAME`: for each yaml, its dark files (what to pass as
-        ``override_dark``), the seed, the dark integration of each integration and the Python
-        lines that run Mirage with them.
-    out_dir : path-like, optional
-        Folder for the darks (default: each yaml's ``Output:directory``, as Mirage).
-    seed : int, optional
-        Seed for every exposure (default: each exposure's own, `default_seed`).
-    **options
-        Passed to `prepare_dark`.
-    """
-    import json
-
-    from mirage_data.io.atomic import atomic_write_text
-
-    run = DarkPrepRun()
-    entries = {}
-    for y in yaml_paths:
-        y = Path(y)
-        try:
-            done = prepare_dark(y, out_dir, seed=seed, **options)
-        except (DarkPrepError, OSError) as exc:
-            run.failed.append((y, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-            continue
-        try:
-            mode = str(yaml.safe_load(y.read_text("utf-8"))["Inst"].get("mode", "imaging"))
-        except (OSError, KeyError, TypeError, yaml.YAMLError):
-            mode = "imaging"
-        done.mode = mode
-        run.prepared.append(done)
-        entries[str(y)] = {
-            "override_dark": done.override_dark,
-            "seed": done.seed,
-            "sources": [str(s.path) + f"[{s.integration}]" for s in done.sources],
-            "reused": done.reused,
-            "padded": done.padded,
-            "python": mirage_lines(y, list(done), mode),
-        }
-    if map_dir is not None:
-        run.map_path = Path(map_dir) / DARK_MAP_NAME
-        atomic_write_text(run.map_path, json.dumps(entries, indent=1) + "\n")
-    return run
