@@ -394,6 +394,10 @@ def _primary(header: fits.Header) -> fits.Header:
     return h
 
 
+#: With ``durable=True``, data are flushed to disk in the background after every this many bytes.
+WRITEBACK_BYTES = 256 << 20
+
+
 class FitsWriter:
     """A FITS file written headers first, its images' data filled in later at known offsets.
 
@@ -409,8 +413,21 @@ class FitsWriter:
     extensions : list of ImageSpec
     """
 
-    def __init__(self, path: str | os.PathLike, primary: fits.Header, extensions: list[ImageSpec]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        primary: fits.Header,
+        extensions: list[ImageSpec],
+        *,
+        writeback_every: int | None = None,
+    ) -> None:
         self.path = Path(path)
+        # with writeback_every (bytes), data already written is flushed to disk in the
+        # background while later data is computed, so that a final fsync has little left to do
+        self._writeback_every = writeback_every
+        self._unflushed = 0
+        self._flusher: threading.Thread | None = None
+        self._count = threading.Lock()
         self.extensions = {e.name: e for e in extensions}
         headers = [(0, _primary(primary).tostring().encode("ascii"))]
         pos = len(headers[0][1])
@@ -461,6 +478,18 @@ class FitsWriter:
         done = 0
         while done < len(buf):
             done += os.pwrite(self.fd, buf[done:], offset + done)
+        self._written(len(buf))
+
+    def _written(self, n: int) -> None:
+        if self._writeback_every is None:
+            return
+        with self._count:
+            self._unflushed += n
+            if self._unflushed < self._writeback_every or (self._flusher is not None and self._flusher.is_alive()):
+                return
+            self._unflushed = 0
+            self._flusher = threading.Thread(target=os.fdatasync, args=(self.fd,), daemon=True)
+            self._flusher.start()
 
     def write_plane(self, name: str, index: int, data: np.ndarray, *, may_modify: bool = False) -> None:
         """Write the *index*-th 2-D plane of extension *name*."""
@@ -476,8 +505,12 @@ class FitsWriter:
             done = 0
             while done < len(buf):
                 done += os.pwrite(self.fd, buf[done:], offset + done)
+            self._written(len(buf))
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()  # the file descriptor must outlive the background flush
+            self._flusher = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -502,7 +535,7 @@ def write_fits(
         Create the folder first.
     """
     with atomic_path(path, durable=durable, make_parents=make_parents) as tmp:
-        out = FitsWriter(tmp, primary, extensions)
+        out = FitsWriter(tmp, primary, extensions, writeback_every=WRITEBACK_BYTES if durable else None)
         try:
             yield out
         finally:
