@@ -469,6 +469,8 @@ def test_events_show_overlap_and_order(faulty: FaultyServer) -> None:
     assert stalled.raw.read(10)
     requests.get(faulty.url + "sub/small.txt", timeout=5)
     requests.get(faulty.url + "nope", timeout=5)
+    # the server notes a response's end just after the client has it: wait for that event
+    faulty.wait_for(lambda events: ("end", "nope") in events)
     assert faulty.events == [
         ("start", "data.bin"),
         ("start", "sub/small.txt"),
