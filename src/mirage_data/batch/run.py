@@ -27,7 +27,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,11 +208,18 @@ def run_tasks(
     running: dict[cf.Future, int] = {}
 
     def submit_next() -> None:
-        index = pending.pop()
-        task = tasks[index]
-        emit(BatchEvent("start", task, index + 1, total))
-        future = executor.submit(execute_task, task.key, task.function, task.args, task.kwargs, task.outputs)
-        running[future] = index
+        while pending:
+            index = pending.pop()
+            task = tasks[index]
+            emit(BatchEvent("start", task, index + 1, total))
+            try:
+                future = executor.submit(execute_task, task.key, task.function, task.args, task.kwargs, task.outputs)
+            except Exception as exc:  # e.g. a local pool broken by a killed worker: this task fails, not the run
+                outcomes[index] = TaskOutcome(task.key, "failed", task.outputs, error=f"not started: {_describe(exc)}")
+                emit(BatchEvent("failed", task, index + 1, total, outcomes[index]))
+                continue
+            running[future] = index
+            return
 
     try:
         while pending and len(running) < limit:
@@ -240,8 +247,3 @@ def run_tasks(
         for folder in {p.parent for t in tasks for p in t.outputs}:
             remove_stale_temporaries(folder)  # of workers killed during this run
     return BatchSummary([outcomes[i] for i in range(total)])
-
-
-def existing_outputs(tasks: Iterable[Task]) -> list[Path]:
-    """Outputs of *tasks* that exist on disk."""
-    return [p for t in tasks for p in t.outputs if p.exists()]
