@@ -208,9 +208,9 @@ def linearize_all(
     -------
     LinearizeSummary
     """
-    from mirage_data.batch.display import make_batch_display
-    from mirage_data.batch.executors import check_executor_options, open_executor
-    from mirage_data.batch.run import Task, run_tasks
+    from mirage_data.batch.executors import check_executor_options
+    from mirage_data.batch.run import Task
+    from mirage_data.batch.session import run_batch
 
     check_executor_options(scheduler=scheduler, workers=workers, jobs=jobs, threads_per_worker=threads_per_worker)
     pairs = find_raw_darks(mirage_data)
@@ -256,30 +256,27 @@ def linearize_all(
         elif event.kind == "failed":
             summary.failed.append((raw, outcome.error))
             emit(LinearizeEvent("failed", raw, output, index, total, error=outcome.error))
-        if show is not None:
-            show(event)
+
+    def configure(batch, at_once: int):
+        # one thread per file when files run side by side (Dask workers: the threads they were given)
+        options["threads"] = 1 if at_once > 1 or batch.client is not None else None
+        local_pool = isinstance(batch.executor, cf.ProcessPoolExecutor) and executor is None
+        return _workers_skip_main() if local_pool else None
 
     if jobs is None and executor is None:
         jobs = max(1, min(os.cpu_count() or 1, 4, len(tasks)))
-    with open_executor(
+    summary.tasks = run_batch(
+        tasks,
+        on_event=on_event,
+        display=display,
+        configure=configure,
         scheduler=scheduler,
         workers=workers,
         jobs=jobs,
         threads_per_worker=threads_per_worker,
         client=client,
         executor=executor,
-    ) as batch:
-        show = make_batch_display(len(tasks), where=batch.description, dashboard=batch.dashboard) if display else None
-        at_once = min(batch.workers, len(tasks))
-        # one thread per file when files run side by side (Dask workers: the threads they were given)
-        options["threads"] = 1 if at_once > 1 or batch.client is not None else None
-        local_pool = isinstance(batch.executor, cf.ProcessPoolExecutor) and executor is None
-        try:
-            with _workers_skip_main() if local_pool else contextlib.nullcontext():
-                summary.tasks = run_tasks(tasks, batch, on_event=on_event, in_flight=at_once)
-        finally:
-            if show is not None:
-                show.close()
+    )
     return summary
 
 

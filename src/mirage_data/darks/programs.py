@@ -168,8 +168,9 @@ def prepare_darks(
     -------
     DarkPrepRun
     """
-    from mirage_data.batch.executors import check_executor_options, open_executor
-    from mirage_data.batch.run import Task, run_tasks
+    from mirage_data.batch.executors import check_executor_options
+    from mirage_data.batch.run import Task
+    from mirage_data.batch.session import run_batch
 
     check_executor_options(scheduler=scheduler, workers=workers, jobs=jobs, threads_per_worker=threads_per_worker)
     run = DarkPrepRun()
@@ -220,33 +221,24 @@ def prepare_darks(
         # workers compute only: no CRDS queries from them
         options = {**options, "use_crds": False, "threads": 1}
         tasks = [Task(t.key, t.function, (*t.args[:3], options), outputs=t.outputs) for t in tasks]
-        with open_executor(
+
+        def on_event(event) -> None:
+            if event.kind == "done":
+                record(event.outcome.value)
+            elif event.kind == "failed":
+                run.failed.append((yamls[event.task.key], event.outcome.error.splitlines()[0]))
+
+        run.tasks = run_batch(
+            tasks,
+            on_event=on_event,
+            display=display,
             scheduler=scheduler,
             workers=workers,
             jobs=jobs,
             threads_per_worker=threads_per_worker,
             client=client,
             executor=executor,
-        ) as batch:
-            show = None
-            if display:
-                from mirage_data.batch.display import make_batch_display
-
-                show = make_batch_display(len(tasks), where=batch.description, dashboard=batch.dashboard)
-
-            def on_event(event) -> None:
-                if event.kind == "done":
-                    record(event.outcome.value)
-                elif event.kind == "failed":
-                    run.failed.append((yamls[event.task.key], event.outcome.error.splitlines()[0]))
-                if show is not None:
-                    show(event)
-
-            try:
-                run.tasks = run_tasks(tasks, batch, on_event=on_event, in_flight=min(batch.workers, len(tasks)))
-            finally:
-                if show is not None:
-                    show.close()
+        )
     if map_path is not None:
         run.map_path = map_path
         atomic_write_text(map_path, json.dumps(entries, indent=1) + "\n")
