@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from astropy.io import fits
 
 from mirage_data.io.fits import ImageSpec, write_fits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' yaml writer
+from dark_prep_cases import write_yaml as write_case_yaml  # noqa: E402
 
 N = 2048
 
@@ -91,52 +93,18 @@ def write_dark(path: Path, nframes: int, seed: int = 0) -> Path:
 
 
 def write_yaml(path: Path, dark: Path, aperture: str, readpatt: str, ngroup: int, out_dir: Path) -> Path:
-    none = "None"
-    reffiles = {
-        k: none
-        for k in (
-            "dark badpixmask superbias linearity saturation gain pixelflat illumflat ipc "
-            "astrometric crosstalk occult pixelAreaMap transmission filter_throughput "
-            "photom"
-        ).split()
-    }
-    reffiles.update(
-        linearized_darkfile=str(dark),
-        subarray_defs="config",
-        readpattdefs="config",
-        filtpupilcombo="config",
-        flux_cal="config",
-        filter_wheel_positions="config",
-        invertIPC=True,
-    )
-    params = {
-        "Inst": {"instrument": "NIRCam", "mode": "imaging", "use_JWST_pipeline": True},
-        "Readout": {
-            "readpatt": readpatt,
-            "ngroup": ngroup,
-            "nint": 1,
-            "resets_bet_ints": 1,
-            "array_name": aperture,
-            "filter": "F200W",
-            "pupil": "CLEAR",
-            "namp": 1,
-        },
-        "Reffiles": reffiles,
-        "simSignals": {
-            k: none
-            for k in (
-                "pointsource psfpath galaxyListFile extended movingTargetList "
-                "movingTargetSersic movingTargetExtended movingTargetToTrack "
-                "psf_wing_threshold_file zodiacal scattered"
-            ).split()
-        },
-        "cosmicRay": {"path": none, "library": "SUNMAX", "scale": 1.0, "suffix": none, "seed": 1},
-        "Telescope": {"ra": 10.0, "dec": 10.0, "rotation": 0.0},
-        "Output": {"file": path.stem + "_uncal.fits", "directory": str(out_dir)},
-    }
+    """A NIRCam imaging yaml for one integration of *dark*: the equivalence tests' own writer."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+    return write_case_yaml(
+        path,
+        instrument="nircam",
+        aperture=aperture,
+        readpatt=readpatt,
+        ngroup=ngroup,
+        nint=1,
+        out_dir=out_dir,
+        linearized=dark,
+    )
 
 
 MIRAGE = "from mirage.dark.dark_prep import DarkPrep; d = DarkPrep(offline=True); d.paramfile = {y!r}; d.prepare()"
